@@ -1,7 +1,7 @@
 # One flat Makefile: the library (common/ + kernels/cpu/), the tools, the HDF5 zstd plugin, the CUDA kernels
 # (compiled and linked when nvcc is present), the tests, the benchmarks and the demo.
 #
-#   make            build/mvd-extract, build/mvd-train, build/mvd-cache, build/plugins/libh5zstd.so
+#   make            build/mvd-extract, build/mvd-train, build/plugins/libh5zstd.so (the HDF5 zstd plugin)
 #   make demo       fetch the sample videos, build a cache, train a student on it
 #   make test       the whole test suite (C unit tests, PyTorch reference comparisons, end-to-end runs)
 #   make sanitize   the C unit tests under ASan + UBSan
@@ -30,7 +30,7 @@ all: tools $(PLUGIN)
 tools: $(TOOLS)
 tests: $(TEST_BIN)
 
-$(BUILD)/obj/%.o: %.c $(wildcard common/*.h kernels/*.h kernels/cpu/*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard common/*.h kernels/*.h kernels/cpu/*.h train/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -38,13 +38,11 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/mvd-%: $(BUILD)/obj/%/main.o $(LIB)
+# Each tool is its folder's objects linked with the library.
+$(BUILD)/mvd-extract: $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard extract/*.c)) $(LIB)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/mvd-extract: $(BUILD)/obj/extract/main.o $(LIB)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
-
-$(BUILD)/mvd-train: $(BUILD)/obj/train/main.o $(LIB)
+$(BUILD)/mvd-train: $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard train/*.c)) $(LIB)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 # A dynamic HDF5 filter plugin for zstd (id 32015), so h5dump and other HDF5 programs read the caches.
