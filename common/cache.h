@@ -8,7 +8,8 @@
  *
  * The writer builds `shard-NNNNN.h5.tmp` and renames it to its final name only after the file is complete and
  * synced, so a file with the final name is always whole. The reader validates the metadata, every dataset's
- * rank, dims, dtype and chunking against it before allocating anything, and reads one clip at a time. */
+ * rank, dims, dtype and chunking against it before allocating anything, and reads one clip at a time.
+ * A writer or reader is used by one thread at a time; Debian's thread-safe HDF5 serialises all calls anyway. */
 #ifndef MVD_CACHE_H
 #define MVD_CACHE_H
 

@@ -379,6 +379,7 @@ static double decoder_forward(student *s, int k, int64_t B) {
 int student_forward(student *s, const student_batch *b, student_losses *out, mvd_err *err) {
     const student_config *c = &s->c;
     int64_t B = b->B, N = s->n_tokens, Nv = s->n_visible, D = c->dim, S = c->input_size;
+    s->last_batch = 0; /* no backward until this forward succeeds */
     if (B <= 0 || B > c->max_batch)
         return mvd_fail(err, "student: batch %lld outside 1..%lld", (long long)B, (long long)c->max_batch);
     if (upload_masks(s, b->masks, B, err) != 0) return -1;
@@ -431,6 +432,7 @@ static void decoder_backward(student *s, int k, int64_t B) {
 
 void student_backward(student *s) {
     int64_t B = s->last_batch, Nv = s->n_visible, D = s->c.dim;
+    if (B == 0) return; /* the last forward failed: nothing to differentiate */
     k_zero(s->d_enc_ln, B * Nv * D);
     decoder_backward(s, 0, B);
     decoder_backward(s, 1, B);

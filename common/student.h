@@ -120,7 +120,8 @@ void student_free(student *s);
 void student_zero_grads(student *s);
 /* Forward (losses in out); keeps the activations for student_backward. */
 int student_forward(student *s, const student_batch *b, student_losses *out, mvd_err *err);
-/* Adds the gradients of the last forward's loss into s->grads (zero them first with student_zero_grads). */
+/* Adds the gradients of the last forward's loss into s->grads (zero them first with student_zero_grads).
+ * Does nothing when the last forward failed. */
 void student_backward(student *s);
 /* Last forward's predictions to the host: pred_img (B, Nm, img_dim), pred_vid (B, Nm, vid_dim); either may
  * be NULL. */

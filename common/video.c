@@ -95,6 +95,8 @@ static int open_codec(const char *path, decoder *d, const AVCodec *codec, mvd_er
      * from decoding several videos at once. */
     d->dec->thread_count = 1;
     d->dec->flags |= AV_CODEC_FLAG_BITEXACT;
+    /* The decoder allocates pictures from the stream's claimed size: cap it before it trusts the file. */
+    d->dec->max_pixels = (int64_t)VIDEO_MAX_SIDE * VIDEO_MAX_SIDE;
     ret = avcodec_open2(d->dec, codec, NULL);
     if (ret < 0) return mvd_fail(err, "%s: cannot open the %s decoder: %s", path, codec->name, av_err_text(ret, e));
     d->pkt = av_packet_alloc();

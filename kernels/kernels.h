@@ -51,7 +51,8 @@ void bias_add_backward(float *db, const float *dout, int64_t M, int64_t ld, int6
 
 /* ---- layernorm over the last dim, eps 1e-6 ------------------------------------------------------------ */
 
-/* out, inp (M, C); w, b (C) or both NULL (no affine: norm_feature); mean, rstd (M) or both NULL (not saved). */
+/* out, inp (M, C); w, b (C) or both NULL (no affine: norm_feature); mean, rstd (M) or both NULL (not saved).
+ * out may alias inp. */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                        int64_t M, int64_t C);
 /* dinp (M, C); dw, db (C) or NULL (no affine); needs the saved mean and rstd. */

@@ -29,7 +29,7 @@ import make_fixtures  # noqa: E402
 import mvd_reference as ref  # noqa: E402
 from harness import check, run, summary  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # many tiny ops: one thread avoids spinning on a shared machine
 SCRIPT = os.path.join(ROOT, "scripts", "convert_checkpoint.py")
 _spec = importlib.util.spec_from_file_location("convert_checkpoint", SCRIPT)
 conv = importlib.util.module_from_spec(_spec)

@@ -296,24 +296,7 @@ static void expect_failure(const char *path, const char *must_contain) {
     test_report("%s", err.msg);
 }
 
-static void test_bad_inputs(void) {
-    mvd_err err;
-    REQUIRE(mkdir_p(OUT_DIR, &err) == 0, "%s", err.msg);
-    expect_failure(OUT_DIR "/no_such_video.mp4", "No such file");
-    REQUIRE(write_file_atomic(OUT_DIR "/empty.mp4", "", 0, &err) == 0, "%s", err.msg);
-    expect_failure(OUT_DIR "/empty.mp4", "empty file");
-    const char *text = "this is not a video\n";
-    REQUIRE(write_file_atomic(OUT_DIR "/text.mp4", text, strlen(text), &err) == 0, "%s", err.msg);
-    expect_failure(OUT_DIR "/text.mp4", "not a readable media file");
-    REQUIRE(run_quiet("ffmpeg -nostdin -v error -y -f lavfi -i sine=frequency=440:duration=1 -c:a aac "
-                      OUT_DIR "/audio_only.m4a") == 0,
-            "cannot make an audio-only file");
-    expect_failure(OUT_DIR "/audio_only.m4a", "no video stream");
-    video_info info;
-    CHECK(video_probe(OUT_DIR, &info, &err) != 0, "a directory is not a video");
-}
-
-/* Copies the first `keep` bytes of src to dst. */
+/* Copies the first `fraction` of src's bytes to dst. */
 static int truncate_copy(const char *src, const char *dst, double fraction) {
     FILE *f = fopen(src, "rb");
     if (!f) return -1;
@@ -330,6 +313,29 @@ static int truncate_copy(const char *src, const char *dst, double fraction) {
     int rc = got == keep ? write_file_atomic(dst, buf, keep, &err) : -1;
     free(buf);
     return rc;
+}
+
+static void test_bad_inputs(void) {
+    mvd_err err;
+    REQUIRE(mkdir_p(OUT_DIR, &err) == 0, "%s", err.msg);
+    expect_failure(OUT_DIR "/no_such_video.mp4", "No such file");
+    REQUIRE(write_file_atomic(OUT_DIR "/empty.mp4", "", 0, &err) == 0, "%s", err.msg);
+    expect_failure(OUT_DIR "/empty.mp4", "empty file");
+    const char *text = "this is not a video\n";
+    REQUIRE(write_file_atomic(OUT_DIR "/text.mp4", text, strlen(text), &err) == 0, "%s", err.msg);
+    expect_failure(OUT_DIR "/text.mp4", "not a readable media file");
+    REQUIRE(run_quiet("ffmpeg -nostdin -v error -y -f lavfi -i sine=frequency=440:duration=1 -c:a aac "
+                      OUT_DIR "/audio_only.m4a") == 0,
+            "cannot make an audio-only file");
+    expect_failure(OUT_DIR "/audio_only.m4a", "no video stream");
+    /* An MP4 whose index (moov) was at the end and is cut off. */
+    REQUIRE(run_quiet("ffmpeg -nostdin -v error -y -i " DATA_DIR "/cup.mp4 -frames:v 30 -c copy "
+                      OUT_DIR "/moov_at_end.mp4") == 0,
+            "cannot make an MP4 with its index at the end");
+    REQUIRE(truncate_copy(OUT_DIR "/moov_at_end.mp4", OUT_DIR "/no_moov.mp4", 0.5) == 0, "cannot truncate");
+    expect_failure(OUT_DIR "/no_moov.mp4", "not a readable media file");
+    video_info info;
+    CHECK(video_probe(OUT_DIR, &info, &err) != 0, "a directory is not a video");
 }
 
 /* Truncated copies: cup.mp4 keeps its index at the front, so the index promises 217 frames that are not all

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# End-to-end tests of the tools on the sample videos, at a small geometry (4 frames of 64 px, 32 tokens) so
+# they run in seconds: command-line handling, a cache with bad videos skipped (exit status 2), resuming and
+# refusing caches, a short training run, bit-for-bit resume, the pixel check and stopping on a signal.
+set -u
+cd "$(dirname "$0")/../.."
+passed=0
+failed=0
+check() { # check NAME CONDITION-STATUS [DETAIL]
+  if [ "$2" -eq 0 ]; then passed=$((passed + 1)); echo "ok      $1"
+  else failed=$((failed + 1)); echo "not ok  $1 ${3:-}"; fi
+}
+
+data=examples/data
+out=build/test-out/e2e
+rm -rf "$out"
+mkdir -p "$out/data"
+for v in Megamind.avi vtest.avi tree.avi cup.mp4; do
+  [ -f "$data/$v" ] || { echo "missing sample video $data/$v (run scripts/fetch-sample-data.sh)"; echo "0 passed, 1 failed"; exit 1; }
+  ln -sf "$(pwd)/$data/$v" "$out/data/$v"
+done
+# Bad inputs: a copy truncated inside its headers, an empty file, an audio-only file, a missing file.
+# A copy truncated later still decodes a few frames: it is cached (its clip repeats the last frame). And a
+# path with spaces.
+head -c 4000 "$data/vtest.avi" > "$out/data/truncated.avi"
+head -c 200000 "$data/vtest.avi" > "$out/data/partial.avi"
+: > "$out/data/empty.mp4"
+ffmpeg -v error -f lavfi -i "sine=frequency=440:duration=1" -y "$out/data/audio only.wav"
+cp "$data/tree.avi" "$out/data/tree copy.avi"
+cat > "$out/list.txt" <<LIST
+# the good and the bad
+Megamind.avi 0
+truncated.avi 1
+
+empty.mp4 2
+audio only.wav 3
+missing.avi 4
+tree copy.avi 5
+partial.avi 6
+cup.mp4 7
+LIST
+
+small_extract=(--data-root "$out/data" --frames 4 --frame-stride 2 --input-size 64 --random-teachers 3
+  --image-dim 32 --image-depth 1 --image-heads 2 --video-dim 48 --video-depth 1 --video-heads 2
+  --views 2 --shard-size 4 --threads 2)
+small_student=(--data-root "$out/data" --dim 32 --depth 1 --heads 2 --decoder-dim 16 --decoder-depth 1
+  --decoder-heads 2 --batch 2 --threads 2 --base-lr 0.5 --warmup-steps 1)
+
+# --help and --version
+for tool in mvd-extract mvd-train; do
+  build/$tool --help | grep -q "Usage: $tool"; check "$tool --help" $?
+  build/$tool --version | grep -q "$tool"; check "$tool --version" $?
+  build/$tool --no-such-option >/dev/null 2>&1; [ $? -eq 1 ]; check "$tool rejects an unknown option" $?
+done
+
+# A bad list line names its line number.
+printf 'Megamind.avi 0\nonlyonefield\n' > "$out/badlist.txt"
+msg=$(build/mvd-extract --list "$out/badlist.txt" --out "$out/nocache" "${small_extract[@]}" 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$msg" | grep -q "badlist.txt:2"; check "bad list line: exit 1 naming file:line" $? "rc=$rc $msg"
+
+# Bad videos are skipped with exit status 2 and recorded in the manifest.
+build/mvd-extract --list "$out/list.txt" --out "$out/cache" "${small_extract[@]}" > "$out/extract.log" 2>&1; rc=$?
+check "extract with bad videos exits 2" $([ $rc -eq 2 ]; echo $?) "rc=$rc"
+for bad in truncated.avi empty.mp4 "audio only.wav" missing.avi; do
+  grep -q "\"$bad\"" "$out/cache/manifest.json"; check "manifest records the failure of '$bad'" $?
+done
+grep -q "missing.avi" "$out/extract.log"; check "the log names the skipped video" $?
+clips=$(build/venv/bin/python -c "import json;m=json.load(open('$out/cache/manifest.json'));print(sum(s['clips'] for s in m['shards']))")
+[ "$clips" = 8 ]; check "4 decodable videos x 2 views = 8 clips cached" $? "got $clips"
+ls "$out/cache"/*.tmp >/dev/null 2>&1; [ $? -ne 0 ]; check "no temporary shard left" $?
+
+# Re-running the same command skips finished shards; other settings are refused.
+build/mvd-extract --list "$out/list.txt" --out "$out/cache" "${small_extract[@]}" > "$out/rerun.log" 2>&1; rc=$?
+[ $rc -eq 2 ] && grep -q "already complete" "$out/rerun.log"; check "re-run skips finished shards" $? "rc=$rc"
+msg=$(build/mvd-extract --list "$out/list.txt" --out "$out/cache" "${small_extract[@]}" --seed 9 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$msg" | grep -q "seed"; check "a cache with other settings is refused, naming the field" $? "rc=$rc $msg"
+
+# A short training run.
+build/mvd-train --cache "$out/cache" --out "$out/run" "${small_student[@]}" --steps 4 > "$out/train.log" 2>&1; rc=$?
+check "train exits 0" $rc "$(tail -3 "$out/train.log")"
+[ -f "$out/run/checkpoint.safetensors" ] && [ -f "$out/run/checkpoint-state.safetensors" ]; check "checkpoint written" $?
+[ "$(wc -l < "$out/run/metrics.jsonl")" -eq 4 ]; check "one metrics record per step" $?
+
+# Resume: 2 steps, stop, resume 2 steps == 4 steps bit for bit.
+build/mvd-train --cache "$out/cache" --out "$out/split" "${small_student[@]}" --steps 4 --stop-at 2 > "$out/split1.log" 2>&1; rc=$?
+check "--stop-at exits 3 with a checkpoint" $([ $rc -eq 3 ]; echo $?) "rc=$rc"
+build/mvd-train --cache "$out/cache" --out "$out/split" "${small_student[@]}" --steps 4 --resume > "$out/split2.log" 2>&1; rc=$?
+check "resume exits 0" $rc "$(tail -3 "$out/split2.log")"
+cmp -s "$out/run/checkpoint.safetensors" "$out/split/checkpoint.safetensors"; check "2 + resume + 2 steps == 4 steps, bit for bit (student)" $?
+cmp -s "$out/run/checkpoint-state.safetensors" "$out/split/checkpoint-state.safetensors"; check "... and optimiser state" $?
+cmp -s "$out/run/metrics.jsonl" "$out/split/metrics.jsonl" || diff <(sed 's/"clips_per_s":[^}]*//' "$out/run/metrics.jsonl") <(sed 's/"clips_per_s":[^}]*//' "$out/split/metrics.jsonl") >/dev/null
+check "... and the same losses" $?
+msg=$(build/mvd-train --cache "$out/cache" --out "$out/split" "${small_student[@]}" --steps 4 --batch 1 --resume 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$msg" | grep -q "other settings"; check "resume with other settings is refused" $? "rc=$rc"
+
+# SIGTERM: a checkpoint is written and the run resumes from it.
+build/mvd-train --cache "$out/cache" --out "$out/sig" "${small_student[@]}" --steps 400 > "$out/sig.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do grep -q "^step 1/" "$out/sig.log" 2>/dev/null && break; sleep 0.2; done
+kill -TERM $pid; wait $pid; rc=$?
+[ $rc -eq 3 ] && [ -f "$out/sig/checkpoint.safetensors" ]; check "SIGTERM writes a checkpoint and exits 3" $? "rc=$rc"
+
+# The pixel check: a different video under a cached name is caught, naming it.
+mkdir -p "$out/swapped"
+for v in Megamind.avi "tree copy.avi" partial.avi cup.mp4; do ln -sf "$(pwd)/$out/data/$v" "$out/swapped/$v"; done
+ln -sf "$(pwd)/$data/vtest.avi" "$out/swapped/tree copy.avi"
+msg=$(build/mvd-train --cache "$out/cache" --out "$out/swap" "${small_student[@]}" --data-root "$out/swapped" --steps 3 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$msg" | grep -q "tree copy.avi"; check "a changed video is refused, naming it" $? "rc=$rc $(echo "$msg" | tail -2)"
+
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
