@@ -28,7 +28,7 @@ CUDA_SRC   := $(wildcard kernels/cuda/*.cu)
 .PHONY: all tools tests demo test sanitize clean cuda
 all: tools $(PLUGIN)
 tools: $(TOOLS)
-tests: $(TEST_BIN)
+tests: $(TEST_BIN) $(PLUGIN)
 
 $(BUILD)/obj/%.o: %.c $(wildcard common/*.h kernels/*.h kernels/cpu/*.h train/*.h)
 	@mkdir -p $(dir $@)
@@ -66,7 +66,7 @@ demo: all
 test: all tests
 	bash tests/run.sh
 
-sanitize:
+sanitize: $(PLUGIN)
 	$(MAKE) BUILD=build/sanitize OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	    LDLIBS="$(LDLIBS) -fsanitize=address,undefined" tests
 	bash tests/run.sh --unit-only build/sanitize

@@ -381,7 +381,11 @@ static int extract_shard(extract_run *run, int shard, int64_t first, int64_t end
     }
     cache_shard_info info;
     if (cache_shard_writer_finish(w, &info, err) != 0) return -1;
-    if (manifest_add_shard(&run->manifest, &info, err) != 0) return -1;
+    /* The manifest carries each shard's hash so a copied or shared cache can be verified file by file. */
+    char *path = path_join(run->opt.out_dir, name);
+    int rc = sha256_file(path, info.sha256, err);
+    free(path);
+    if (rc != 0 || manifest_add_shard(&run->manifest, &info, err) != 0) return -1;
     mvd_info("%s: %lld clips written", name, (long long)info.clips);
     return 0;
 }
