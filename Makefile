@@ -5,6 +5,7 @@
 #   make demo       fetch the sample videos, build a cache, train a student on it
 #   make test       the whole test suite (C unit tests, PyTorch reference comparisons, end-to-end runs)
 #   make sanitize   the C unit tests under ASan + UBSan
+#   make bench      benchmarks against the PyTorch reference (docs/PERFORMANCE.md)
 
 CC       ?= gcc
 NVCC     ?= /usr/local/cuda/bin/nvcc
@@ -24,8 +25,9 @@ PLUGIN     := $(BUILD)/plugins/libh5zstd.so
 TEST_SRC   := $(wildcard tests/unit/test_*.c)
 TEST_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 CUDA_SRC   := $(wildcard kernels/cuda/*.cu)
+BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
 
-.PHONY: all tools tests demo test sanitize clean cuda
+.PHONY: all tools tests demo test sanitize clean cuda bench
 all: tools $(PLUGIN)
 tools: $(TOOLS)
 tests: $(TEST_BIN) $(PLUGIN)
@@ -53,6 +55,14 @@ $(PLUGIN): common/h5zstd.c common/h5zstd.h
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $< $(LIB) -o $@ $(LDLIBS)
+
+$(BUILD)/bench/%: tests/bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+
+# Benchmarks: the C models beside the PyTorch reference on the same sizes, with the ratio (docs/PERFORMANCE.md).
+bench: all $(BENCH_BIN)
+	bash scripts/bench.sh
 
 # CUDA kernels: compiled and linked into a check binary wherever nvcc exists (they need a GPU to run).
 cuda: $(BUILD)/cuda/kernels_cuda.a
