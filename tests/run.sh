@@ -46,7 +46,8 @@ run_part() {
 
 if [ $unit_only -eq 0 ]; then
   run_part "sample data" bash scripts/fetch-sample-data.sh
-  run_part "reference fixtures (PyTorch)" "$py" tests/reference/make_fixtures.py build/fixtures
+  run_part "reference fixtures (PyTorch)" "$py" tests/reference/make_fixtures.py build/fixtures \
+    --converted build/fixtures_converted
 fi
 
 for t in "$build"/tests/test_*; do

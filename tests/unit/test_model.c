@@ -52,8 +52,16 @@ typedef struct {
     char dir[512];
 } fixture;
 
+static int fixture_open_dir(fixture *f, const char *dir, mvd_err *err);
+
 static int fixture_open(fixture *f, const char *name, mvd_err *err) {
-    snprintf(f->dir, sizeof f->dir, "%s/%s", fixture_root(), name);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", fixture_root(), name);
+    return fixture_open_dir(f, dir, err);
+}
+
+static int fixture_open_dir(fixture *f, const char *dir, mvd_err *err) {
+    snprintf(f->dir, sizeof f->dir, "%s", dir);
     char path[600];
     snprintf(path, sizeof path, "%s/config.json", f->dir);
     FILE *fp = fopen(path, "rb");
@@ -514,6 +522,68 @@ static void bench_small_real(void) {
     student_free(s);
 }
 
+/* The teachers converted from reference-style .pth checkpoints by scripts/convert_checkpoint.py reproduce the
+ * targets PyTorch computed with the original modules (make_fixtures.py --converted). */
+static void test_converted_teachers(void) {
+    fixture f;
+    mvd_err err;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s_converted", fixture_root());
+    REQUIRE(fixture_open_dir(&f, dir, &err) == 0, "%s", err.msg);
+    teacher_config ti, tv;
+    student_config sc;
+    config_from_fixture(&f, &ti, &tv, &sc);
+    check_teacher(&f, &ti, "image_teacher.safetensors", "image_input", "target_img");
+    check_teacher(&f, &tv, "video_teacher.safetensors", "clip", "target_vid");
+    fixture_close(&f);
+}
+
+/* A student as mvd-train writes it (C initialisation, student_save), with its predictions on the small case's
+ * clip and mask, for tests/py/test_student_interop.py to load into the PyTorch reference with strict=True. */
+static void test_student_checkpoint_for_pytorch(void) {
+    fixture f;
+    mvd_err err;
+    REQUIRE(fixture_open(&f, "small", &err) == 0, "%s", err.msg);
+    teacher_config ti, tv;
+    student_config sc;
+    config_from_fixture(&f, &ti, &tv, &sc);
+    REQUIRE(mkdir_p("build/test-out/interop", &err) == 0, "%s", err.msg);
+    student *s = student_create(&sc, 1234, &err);
+    REQUIRE(s != NULL, "%s", err.msg);
+    const char *meta[] = {"format", "mvd-student", NULL};
+    CHECK(student_save(s, "build/test-out/interop/student.safetensors", meta, &err) == 0, "%s", err.msg);
+    student_io io;
+    if (student_io_read(&f, s, sc.max_batch, &io) == 0) {
+        student_batch b = batch_of(&f, s, &io, 0, sc.max_batch);
+        b.drop_keep = NULL; /* evaluation: no drop path */
+        student_losses l;
+        CHECK(student_forward(s, &b, &l, &err) == 0, "%s", err.msg);
+        int64_t B = sc.max_batch, Nm = s->n_masked, N = s->n_tokens;
+        float *pi = xmalloc((size_t)(B * Nm * sc.img_dim) * sizeof(float));
+        float *pv = xmalloc((size_t)(B * Nm * sc.vid_dim) * sizeof(float));
+        student_predictions(s, pi, pv);
+        float loss[3] = {(float)l.loss, (float)l.loss_img, (float)l.loss_vid};
+        int64_t clip_shape[5] = {B, 3, sc.num_frames, sc.input_size, sc.input_size}, mask_shape[2] = {B, N};
+        int64_t pi_shape[3] = {B, Nm, sc.img_dim}, pv_shape[3] = {B, Nm, sc.vid_dim}, loss_shape[1] = {3};
+        int64_t ti_shape[3] = {B, N, sc.img_dim}, tv_shape[3] = {B, N, sc.vid_dim};
+        st_writer w;
+        st_writer_init(&w);
+        st_writer_add(&w, "clip", ST_F32, 5, clip_shape, io.clip);
+        st_writer_add(&w, "mask", ST_U8, 2, mask_shape, io.mask);
+        st_writer_add(&w, "target_img", ST_F32, 3, ti_shape, io.t_img);
+        st_writer_add(&w, "target_vid", ST_F32, 3, tv_shape, io.t_vid);
+        st_writer_add(&w, "pred_img", ST_F32, 3, pi_shape, pi);
+        st_writer_add(&w, "pred_vid", ST_F32, 3, pv_shape, pv);
+        st_writer_add(&w, "loss", ST_F32, 1, loss_shape, loss);
+        CHECK(st_writer_save(&w, "build/test-out/interop/io.safetensors", &err) == 0, "%s", err.msg);
+        st_writer_free(&w);
+        free(pi), free(pv);
+        student_io_free(&io);
+    }
+    student_free(s);
+    fixture_close(&f);
+}
+
 static void test_fixture_small(void) { run_case("small"); }
 static void test_fixture_small_droppath(void) { run_case("small_droppath"); }
 static void test_fixture_real(void) { run_case("real"); }
@@ -533,6 +603,8 @@ int main(void) {
     RUN(test_fixture_small_droppath);
     RUN(test_fixture_real);
     RUN(test_fixture_real_droppath);
+    RUN(test_converted_teachers);
+    RUN(test_student_checkpoint_for_pytorch);
     const char *bench = getenv("MVD_BENCH");
     if (bench && *bench == '1') RUN(bench_small_real);
     char cmd[300];
