@@ -93,6 +93,34 @@ check "... and the same losses" $?
 msg=$(build/mvd-train --cache "$out/cache" --out "$out/split" "${small_student[@]}" --steps 4 --batch 1 --resume 2>&1); rc=$?
 [ $rc -eq 1 ] && echo "$msg" | grep -q "other settings"; check "resume with other settings is refused" $? "rc=$rc"
 
+# A student saved by PyTorch continues training in mvd-train from the same loss: the C checkpoint goes through
+# .pth, the reference PyTorch student (strict load), torch.save and back; training from either file starts
+# with the same loss.
+conv=(--heads 2 --decoder-heads 2 --num-frames 4 --input-size 64)
+py=build/venv/bin/python
+$py scripts/convert_checkpoint.py mvd-student "$out/run/checkpoint.safetensors" "$out/c.pth" "${conv[@]}" > "$out/conv.log" 2>&1 &&
+$py - "$out" >> "$out/conv.log" 2>&1 <<'PY' &&
+import sys, torch
+sys.path.insert(0, "tests/reference")
+import mvd_reference as ref
+out = sys.argv[1]
+sd = torch.load(f"{out}/c.pth", map_location="cpu")["model"]
+m = ref.MVDStudent(num_frames=4, img_size=64, dim=32, depth=1, heads=2, decoder_dim=16, decoder_depth=1,
+                   decoder_heads=2, target_dim_img=32, target_dim_vid=48)
+m.load_state_dict(sd, strict=True)
+torch.save({"model": m.state_dict()}, f"{out}/torch_saved.pth")
+PY
+$py scripts/convert_checkpoint.py mvd-student "$out/torch_saved.pth" "$out/torch_saved.safetensors" "${conv[@]}" >> "$out/conv.log" 2>&1
+check "C checkpoint -> PyTorch (strict) -> torch.save -> safetensors" $? "$(tail -3 "$out/conv.log")"
+for init in "$out/run/checkpoint.safetensors" "$out/torch_saved.safetensors"; do
+  name=$(basename "$init" .safetensors)
+  build/mvd-train --cache "$out/cache" --out "$out/init-$name" "${small_student[@]}" --steps 1 --init "$init" \
+    > "$out/init-$name.log" 2>&1
+done
+l1=$(sed -E 's/.*"loss":([^,]*),.*/\1/' "$out/init-checkpoint/metrics.jsonl" 2>/dev/null)
+l2=$(sed -E 's/.*"loss":([^,]*),.*/\1/' "$out/init-torch_saved/metrics.jsonl" 2>/dev/null)
+[ -n "$l1" ] && [ "$l1" = "$l2" ]; check "training from the PyTorch-saved student starts from the same loss" $? "C $l1, PyTorch-saved $l2"
+
 # SIGTERM: a checkpoint is written and the run resumes from it.
 build/mvd-train --cache "$out/cache" --out "$out/sig" "${small_student[@]}" --steps 400 > "$out/sig.log" 2>&1 &
 pid=$!
