@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *cli_program = "mvd";
 
@@ -54,4 +55,11 @@ int cli_choice(const char *option, const char *value, const char *const *choices
         strncat(list, choices[i], sizeof list - strlen(list) - 1);
     }
     cli_usage_error("--%s: '%s' is not one of: %s", option, value, list);
+}
+
+void cli_prefer_passive_openmp(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): go on with the default policy, only slower */
 }

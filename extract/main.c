@@ -438,6 +438,7 @@ static void free_run(extract_run *run) {
 }
 
 int main(int argc, char **argv) {
+    cli_prefer_passive_openmp(argv);
     cli_program = "mvd-extract";
     extract_run run;
     memset(&run, 0, sizeof run);

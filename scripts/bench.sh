@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 reps=${REPS:-3}
 threads=${OMP_NUM_THREADS:-$(nproc)}
 export OMP_NUM_THREADS=$threads
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} # both sides: see cli_prefer_passive_openmp in common/cli.h
 py=build/venv/bin/python
 mkdir -p build/bench
 

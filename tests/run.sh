@@ -17,6 +17,8 @@ if [ "${1:-}" = "--unit-only" ]; then
   build=${2:-build}
 fi
 py=build/venv/bin/python
+# Sleeping, not spinning, OpenMP threads between regions: see cli_prefer_passive_openmp in common/cli.h.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 passed=0
 failed=0
 log_dir=build/test-logs

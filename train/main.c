@@ -410,6 +410,7 @@ static void summary(const train_run *run, int status, double secs) {
 }
 
 int main(int argc, char **argv) {
+    cli_prefer_passive_openmp(argv);
     cli_program = "mvd-train";
     train_run run;
     memset(&run, 0, sizeof run);
