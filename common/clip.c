@@ -44,7 +44,9 @@ int clip_frame_indices(int64_t start, int count, int stride, int64_t video_frame
 
 /* Start frame, uniform on [0, N - T*stride] when the video holds the whole span, else 0: the reference's
  * `randint(N - span + 1)` (its second branch, N > span, is unreachable once the first fails). The reference
- * counts N with decord's len(); ours is the decodable count from video_probe. */
+ * counts N with decord's len(); ours is the decodable count from video_probe. Where the reference draws several
+ * segments per video (num_sample > 1: one start per equal slice of the range), views draw independent starts
+ * over the whole range here. */
 static int64_t sample_start(const clip_params *p, int64_t video_index, int view, int64_t video_frames) {
     int64_t span = (int64_t)p->num_frames * p->frame_stride;
     if (video_frames < span) return 0;

@@ -3,7 +3,6 @@
  * Writes build/test-out/clip/formulas.txt (the C formulas' answers on a grid of inputs) and the pixels of one
  * decoded clip (resized frames, normalised inputs, SHA-256) for tests/py/test_preprocess.py, which checks them
  * against tests/reference/formulas.py, Pillow and torch. */
-#include <math.h>
 #include <string.h>
 
 #include "clip.h"
