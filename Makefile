@@ -1,5 +1,5 @@
-# One flat Makefile: the library (common/ + kernels/cpu/), the tools, the HDF5 zstd plugin, the CUDA kernels
-# (compiled and linked when nvcc is present), the tests, the benchmarks and the demo.
+# One flat Makefile: the library (common/ + kernels/cpu/), the tools, the HDF5 zstd plugin, the tests, the
+# benchmarks and the demo.
 #
 #   make            build/mvd-extract, build/mvd-train, build/plugins/libh5zstd.so (the HDF5 zstd plugin)
 #   make demo       fetch the sample videos, build a cache, train a student on it
@@ -8,7 +8,6 @@
 #   make bench      benchmarks against the PyTorch reference (docs/PERFORMANCE.md)
 
 CC       ?= gcc
-NVCC     ?= /usr/local/cuda/bin/nvcc
 BUILD    ?= build
 PKGS     := libavformat libavcodec libswscale libavutil hdf5 libzstd libcjson libcrypto openblas
 OPT      ?= -O2
@@ -24,10 +23,9 @@ TOOLS      := $(BUILD)/mvd-extract $(BUILD)/mvd-train
 PLUGIN     := $(BUILD)/plugins/libh5zstd.so
 TEST_SRC   := $(wildcard tests/unit/test_*.c)
 TEST_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRC))
-CUDA_SRC   := $(wildcard kernels/cuda/*.cu)
 BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
 
-.PHONY: all tools tests demo test sanitize clean cuda bench
+.PHONY: all tools tests demo test sanitize clean bench
 all: tools $(PLUGIN)
 tools: $(TOOLS)
 tests: $(TEST_BIN) $(PLUGIN)
@@ -64,12 +62,6 @@ $(BUILD)/bench/%: tests/bench/%.c $(LIB)
 bench: all $(BENCH_BIN)
 	bash scripts/bench.sh
 
-# CUDA kernels: compiled and linked into a check binary wherever nvcc exists (they need a GPU to run).
-cuda: $(BUILD)/cuda/kernels_cuda.a
-$(BUILD)/cuda/kernels_cuda.a: $(CUDA_SRC)
-	@mkdir -p $(dir $@)
-	$(if $(CUDA_SRC),$(NVCC) -O2 -Ikernels -Icommon -lib $(CUDA_SRC) -o $@,ar rcs $@)
-
 demo: all
 	bash scripts/demo.sh
 
@@ -82,4 +74,4 @@ sanitize: $(PLUGIN)
 	bash tests/run.sh --unit-only build/sanitize
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/mvd-* $(BUILD)/libmvd.a $(BUILD)/plugins $(BUILD)/cuda
+	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/mvd-* $(BUILD)/libmvd.a $(BUILD)/plugins $(BUILD)/bench

@@ -121,6 +121,21 @@ l1=$(sed -E 's/.*"loss":([^,]*),.*/\1/' "$out/init-checkpoint/metrics.jsonl" 2>/
 l2=$(sed -E 's/.*"loss":([^,]*),.*/\1/' "$out/init-torch_saved/metrics.jsonl" 2>/dev/null)
 [ -n "$l1" ] && [ "$l1" = "$l2" ]; check "training from the PyTorch-saved student starts from the same loss" $? "C $l1, PyTorch-saved $l2"
 
+# A non-finite loss stops the run and keeps the last good checkpoint: the cached targets are replaced by inf
+# after step 2, and the resumed run must stop at step 3 without touching the step-2 checkpoint.
+cp -r "$out/cache" "$out/cache-inf"
+build/mvd-train --cache "$out/cache-inf" --out "$out/inf" "${small_student[@]}" --steps 4 --stop-at 2 > /dev/null 2>&1
+cp "$out/inf/checkpoint.safetensors" "$out/inf-step2.safetensors"
+$py - "$out/cache-inf" <<'PY'
+import glob, sys, h5py, hdf5plugin, numpy as np
+for path in glob.glob(sys.argv[1] + "/shard-*.h5"):
+    with h5py.File(path, "r+") as f:
+        f["targets/video"][...] = np.inf
+PY
+msg=$(build/mvd-train --cache "$out/cache-inf" --out "$out/inf" "${small_student[@]}" --steps 4 --resume 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$msg" | grep -q "non-finite loss"; check "a non-finite loss stops the run with a message" $? "rc=$rc $(echo "$msg" | tail -2)"
+cmp -s "$out/inf/checkpoint.safetensors" "$out/inf-step2.safetensors"; check "... and keeps the last good checkpoint" $?
+
 # SIGTERM: a checkpoint is written and the run resumes from it.
 build/mvd-train --cache "$out/cache" --out "$out/sig" "${small_student[@]}" --steps 400 > "$out/sig.log" 2>&1 &
 pid=$!
