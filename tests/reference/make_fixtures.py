@@ -32,12 +32,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import mvd_reference as ref  # noqa: E402
 
-OPTIM = {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 2, "total_steps": 6, "weight_decay": 0.05,
-         "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "steps": 4}
-
-
-# The 1568-token cases take fewer steps (the small cases cover the longer run): lr 0, then the peak, then cosine.
-REAL_OPTIM = {"warmup_steps": 1, "total_steps": 5, "steps": 3}
+# 10 AdamW steps in every case: warmup over 3 (lr 0, half the peak, the peak), then cosine over the rest of 12.
+OPTIM = {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 3, "total_steps": 12, "weight_decay": 0.05,
+         "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "steps": 10}
 
 
 def _case(name, frames, size, patch, batch, mask_ratio, student, img, vid, vid_decoder, seed, **optim):
@@ -66,10 +63,10 @@ CASES = {
                             {"dim": 16, "depth": 1, "heads": 2}, 202),
     "real": _case("real", 16, 224, 16, 1, 0.9, _student(64, 2, 4, 32, 2, 2, 0.0),
                   _teacher(48, 2, 3, 16, input_size=224), _teacher(40, 2, 2, 16, tubelet=2),
-                  {"dim": 32, "depth": 1, "heads": 2}, 303, **REAL_OPTIM),
+                  {"dim": 32, "depth": 1, "heads": 2}, 303),
     "real_droppath": _case("real_droppath", 16, 224, 16, 2, 0.9, _student(64, 2, 4, 32, 2, 2, 0.2),
                            _teacher(48, 2, 3, 16, input_size=224), _teacher(40, 2, 2, 16, tubelet=2),
-                           {"dim": 32, "depth": 1, "heads": 2}, 404, **REAL_OPTIM),
+                           {"dim": 32, "depth": 1, "heads": 2}, 404),
 }
 
 

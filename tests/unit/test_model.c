@@ -286,7 +286,7 @@ static void check_student_training(fixture *f, student *s, const student_io *io,
         for (int64_t j = 0; ref && j < e->numel; j++) worst_w = fmax(worst_w, fabs((double)p[j] - ref[j]));
         free(ref), free(p);
     }
-    test_report("%-16s %-22s max abs err %.2e = %.3f lr (tol 10 lr)", cn, "final.*", worst_w, worst_w / lr);
+    test_report("%-16s %-22s max abs err %.2e = %.1e lr (tol 10 lr)", cn, "final.*", worst_w, worst_w / lr);
     CHECK(worst_w < 10 * lr, "%s final weights: %.3e > 10 lr", cn, worst_w);
     adamw_free(&opt);
     free(ref_loss), free(ref_lr);
