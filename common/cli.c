@@ -59,6 +59,9 @@ int cli_choice(const char *option, const char *value, const char *const *choices
 
 void cli_prefer_passive_openmp(char **argv) {
     if (getenv("OMP_WAIT_POLICY")) return;
+    /* Under valgrind /proc/self/exe is valgrind's own tool, which refuses to be run directly. */
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload && strstr(preload, "vgpreload")) return;
     if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
     execv("/proc/self/exe", argv);
     /* exec failed (no /proc): go on with the default policy, only slower */

@@ -15,7 +15,8 @@ double cli_double(const char *option, const char *value, double min, double max)
 int cli_choice(const char *option, const char *value, const char *const *choices);
 /* OpenMP threads that spin between parallel regions steal the cores OpenBLAS's own threads need (a 3x slower
  * training step on 2 cores) and burn CPU while a video decodes. libgomp reads OMP_WAIT_POLICY once, before
- * main, so when it is unset this sets it to PASSIVE and re-executes the program; a user's own setting wins. */
+ * main, so when it is unset this sets it to PASSIVE and re-executes the program; a user's own setting wins.
+ * Under valgrind it does nothing (set OMP_WAIT_POLICY=PASSIVE yourself there). */
 void cli_prefer_passive_openmp(char **argv);
 /* Exits with status 1 after printing "program: message" and a pointer to --help. */
 void cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -65,7 +65,9 @@ static int parse_stream(FILE *f, const char *file, datalist *out, mvd_err *err) 
             rc = mvd_fail(err, "%s:%lld: NUL byte in line (not a text list?)", file, (long long)lineno);
             break;
         }
-        char *line = trim(buf);
+        char *line = buf;
+        if (lineno == 1 && strncmp(line, "\xEF\xBB\xBF", 3) == 0) line += 3; /* a UTF-8 byte-order mark */
+        line = trim(line);
         if (!*line || *line == '#') continue;
         datalist_entry e = {0};
         if ((rc = split_line(line, file, lineno, &e, err)) != 0) break;

@@ -249,6 +249,30 @@ const cache_shard_info *manifest_find_shard(const cache_manifest *m, const char 
     return NULL;
 }
 
+int manifest_drop_shard(cache_manifest *m, const char *file, mvd_err *err) {
+    const cache_shard_info *found = manifest_find_shard(m, file);
+    if (!found) return 0;
+    size_t i = (size_t)(found - m->shards);
+    memmove(&m->shards[i], &m->shards[i + 1], (m->num_shards - i - 1) * sizeof m->shards[0]);
+    m->num_shards--;
+    m->complete = 0;
+    return manifest_save(m, err);
+}
+
+void manifest_forget_failures(cache_manifest *m, int64_t first, int64_t end) {
+    size_t kept = 0;
+    for (size_t i = 0; i < m->num_failures; i++) {
+        manifest_failure *f = &m->failures[i];
+        if (f->video_index >= first && f->video_index < end) {
+            free(f->path);
+            free(f->reason);
+        } else {
+            m->failures[kept++] = *f;
+        }
+    }
+    m->num_failures = kept;
+}
+
 int64_t manifest_total_clips(const cache_manifest *m) {
     int64_t n = 0;
     for (size_t i = 0; i < m->num_shards; i++) n += m->shards[i].clips;

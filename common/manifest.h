@@ -49,6 +49,10 @@ int manifest_add_shard(cache_manifest *m, const cache_shard_info *shard, mvd_err
 int manifest_add_failure(cache_manifest *m, int64_t video_index, const char *path, const char *reason, mvd_err *err);
 int manifest_set_complete(cache_manifest *m, int complete, mvd_err *err);
 
+/* Removes a shard's entry (a shard found missing or damaged, to be made again) and saves; 0 if not listed. */
+int manifest_drop_shard(cache_manifest *m, const char *file, mvd_err *err);
+/* Removes the failures recorded for videos [first, end) (the shard holding them is being made again); no save. */
+void manifest_forget_failures(cache_manifest *m, int64_t first, int64_t end);
 /* The entry for a shard file name ("shard-00003.h5"), or NULL. */
 const cache_shard_info *manifest_find_shard(const cache_manifest *m, const char *file);
 /* Clips in all listed shards. */

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cache.h"
 #include "cache_meta.h"
@@ -50,7 +52,7 @@ typedef struct {
     float *video_input, *image_input;
     float *image_targets, *video_targets; /* [views][tokens][D] */
     clip_spec *specs;                     /* [views] */
-    int64_t clips_done, videos_failed;
+    int64_t clips_done, clips_cached, videos_failed; /* this run's new clips; clips of shards already done */
 } extract_run;
 
 static const char *usage_text =
@@ -162,7 +164,9 @@ static void parse_options(int argc, char **argv, extract_options *o) {
         }
     }
     if (optind < argc) cli_usage_error("unexpected argument '%s'", argv[optind]);
-    if (!o->list_path || !o->out_dir) cli_usage_error("--list and --out are required");
+    if (!o->list_path || !o->data_root || !o->out_dir) cli_usage_error("--list, --data-root and --out are required");
+    if (o->shard_size < o->views)
+        cli_usage_error("--shard-size %d cannot hold the %d views of one video", o->shard_size, o->views);
     if (!o->random_teachers && (!o->image_weights || !o->video_weights))
         cli_usage_error("give --image-teacher and --video-teacher, or --random-teachers SEED");
     if (o->random_teachers && (o->image_weights || o->video_weights))
@@ -199,12 +203,19 @@ static void fill_teacher_meta(cache_teacher *t, const teacher *model, const char
     t->random_init = random_init;
 }
 
-/* Writes the seeded random teachers into <out>/teachers/ (idempotent: the same seed gives the same bytes). */
+#define RANDOM_IMAGE_TEACHER "teachers/image-teacher.safetensors"
+#define RANDOM_VIDEO_TEACHER "teachers/video-teacher.safetensors"
+#define CANDIDATE_SUFFIX ".new"
+
+/* Writes the seeded random teachers as candidates beside their final names in <out>/teachers/; they replace
+ * the final files only once the cache has accepted this run's settings (keep_random_teachers), so a refused
+ * run leaves an existing cache's teachers untouched. The same seed gives the same bytes. */
 static int write_random_teachers(extract_options *o, mvd_err *err) {
     char *dir = path_join(o->out_dir, "teachers");
     int rc = mkdir_p(dir, err);
-    char *image = path_join(dir, "image-teacher.safetensors"), *video = path_join(dir, "video-teacher.safetensors");
     free(dir);
+    char *image = path_join(o->out_dir, RANDOM_IMAGE_TEACHER CANDIDATE_SUFFIX);
+    char *video = path_join(o->out_dir, RANDOM_VIDEO_TEACHER CANDIDATE_SUFFIX);
     const char *prov = "random initialisation (mvd-extract --random-teachers); not a trained teacher";
     if (rc == 0) rc = teacher_write_random(&o->image, o->random_seed, image, prov, err);
     if (rc == 0) rc = teacher_write_random(&o->video, o->random_seed + 1, video, prov, err);
@@ -212,6 +223,38 @@ static int write_random_teachers(extract_options *o, mvd_err *err) {
     if (!o->image_provenance) o->image_provenance = prov;
     if (!o->video_provenance) o->video_provenance = prov;
     return rc;
+}
+
+static int keep_random_teachers(const extract_options *o, mvd_err *err) {
+    char *image = path_join(o->out_dir, RANDOM_IMAGE_TEACHER), *video = path_join(o->out_dir, RANDOM_VIDEO_TEACHER);
+    int rc = rename_atomic(o->image_weights, image, err);
+    if (rc == 0) rc = rename_atomic(o->video_weights, video, err);
+    free(image), free(video);
+    return rc;
+}
+
+/* After a fatal error before any shard: remove what this run created and nothing else (rmdir only removes
+ * empty folders, and only the output folder this run made). */
+static void discard_partial_output(const extract_run *run, int created_out_dir) {
+    const extract_options *o = &run->opt;
+    if (o->random_teachers) {
+        unlink(o->image_weights);
+        unlink(o->video_weights);
+    }
+    char *teachers = path_join(o->out_dir, "teachers");
+    rmdir(teachers);
+    free(teachers);
+    if (created_out_dir) rmdir(o->out_dir);
+}
+
+/* The list and the data root, checked before any work. */
+static int read_inputs(extract_run *run, mvd_err *err) {
+    struct stat st;
+    if (stat(run->opt.data_root, &st) != 0 || !S_ISDIR(st.st_mode))
+        return mvd_fail(err, "--data-root %s: not a readable directory", run->opt.data_root);
+    if (datalist_read(run->opt.list_path, &run->list, err) != 0) return -1;
+    if (run->list.count == 0) return mvd_fail(err, "%s: the list names no videos", run->opt.list_path);
+    return 0;
 }
 
 static int load_teachers(extract_run *run, mvd_err *err) {
@@ -327,8 +370,8 @@ static int extract_video(extract_run *run, int64_t v, cache_shard_writer *w, mvd
     if (probed) video_info_free(&info);
     free(path);
     if (failed) {
-        mvd_warn("skipping video %lld (%s, list line %lld): %s", (long long)v, e->path, (long long)e->line,
-                 why.msg);
+        mvd_warn("skipping video %lld/%lld (%s, list line %lld): %s", (long long)v + 1, (long long)run->list.count,
+                 e->path, (long long)e->line, why.msg);
         run->videos_failed++;
         return manifest_add_failure(&run->manifest, v, e->path, why.msg, err) == 0 ? 1 : -1;
     }
@@ -344,33 +387,32 @@ static int extract_video(extract_run *run, int64_t v, cache_shard_writer *w, mvd
     return 0;
 }
 
-/* A failure recorded by an earlier, interrupted run of this shard is recorded again when the shard is redone;
- * drop the old entries for the shard's videos first so each failure appears once. */
-static void forget_failures(cache_manifest *m, int64_t first, int64_t end) {
-    size_t kept = 0;
-    for (size_t i = 0; i < m->num_failures; i++) {
-        manifest_failure *f = &m->failures[i];
-        if (f->video_index >= first && f->video_index < end) {
-            free(f->path);
-            free(f->reason);
-        } else {
-            m->failures[kept++] = *f;
-        }
-    }
-    m->num_failures = kept;
+/* 1 when the manifest lists the shard and the file is there with the recorded SHA-256; a listed shard that is
+ * missing or changed is dropped from the manifest (with a warning) so it is made again. */
+static int shard_is_done(extract_run *run, const char *name, mvd_err *err) {
+    const cache_shard_info *listed = manifest_find_shard(&run->manifest, name);
+    if (!listed) return 0;
+    char *path = path_join(run->opt.out_dir, name), sha[65] = "";
+    mvd_err why;
+    int intact = file_exists(path) && sha256_file(path, sha, &why) == 0 && strcmp(sha, listed->sha256) == 0;
+    if (!intact) mvd_warn("%s: missing or changed since it was written; making it again", path);
+    free(path);
+    if (intact) return 1;
+    return manifest_drop_shard(&run->manifest, name, err) == 0 ? 0 : -1;
 }
 
 static int extract_shard(extract_run *run, int shard, int64_t first, int64_t end, mvd_err *err) {
     char name[CACHE_SHARD_NAME_MAX];
     cache_shard_name(shard, name);
-    char *final_path = path_join(run->opt.out_dir, name);
-    int done = manifest_find_shard(&run->manifest, name) && file_exists(final_path);
-    free(final_path);
+    int done = shard_is_done(run, name, err);
+    if (done < 0) return -1;
     if (done) {
         mvd_info("%s: already complete, skipped", name);
+        run->clips_cached += manifest_find_shard(&run->manifest, name)->clips;
         return 0;
     }
-    forget_failures(&run->manifest, first, end);
+    /* failures an interrupted earlier run recorded for these videos are found again */
+    manifest_forget_failures(&run->manifest, first, end);
     cache_shard_writer *w;
     if (cache_shard_writer_open(&w, run->opt.out_dir, shard, &run->meta, err) != 0) return -1;
     for (int64_t v = first; v < end; v++) {
@@ -448,10 +490,13 @@ int main(int argc, char **argv) {
     mvd_err err;
     double t0 = now_seconds();
     cache_meta_init(&run.meta);
-    int rc = datalist_read(run.opt.list_path, &run.list, &err);
+    int created_out_dir = !file_exists(run.opt.out_dir);
+    int rc = read_inputs(&run, &err);
     if (rc == 0) rc = load_teachers(&run, &err);
     if (rc == 0) rc = build_meta(&run, &err);
     if (rc == 0) rc = open_manifest(&run, &err);
+    if (rc == 0 && run.opt.random_teachers) rc = keep_random_teachers(&run.opt, &err);
+    if (rc != 0) discard_partial_output(&run, created_out_dir);
     if (rc == 0) {
         alloc_buffers(&run);
         echo_config(&run);
@@ -463,11 +508,12 @@ int main(int argc, char **argv) {
         return 1;
     }
     double secs = now_seconds() - t0;
-    printf("mvd-extract: %lld clips from %lld videos in %.1f s (%.2f clips/s); %lld video(s) skipped%s; "
-           "cache %s\n",
-           (long long)run.clips_done, (long long)(run.list.count - run.videos_failed), secs,
-           secs > 0 ? (double)run.clips_done / secs : 0.0, (long long)run.videos_failed,
-           run.videos_failed ? " (reasons in manifest.json)" : "", run.opt.out_dir);
+    printf("mvd-extract: %lld new clips in %.1f s (%.2f clips/s), %lld already cached; %zu video(s) skipped%s; "
+           "cache %s (%lld clips)\n",
+           (long long)run.clips_done, secs, secs > 0 ? (double)run.clips_done / secs : 0.0,
+           (long long)run.clips_cached, run.manifest.num_failures,
+           run.manifest.num_failures ? " (reasons in manifest.json)" : "", run.opt.out_dir,
+           (long long)manifest_total_clips(&run.manifest));
     int status = run.manifest.num_failures > 0 ? 2 : 0;
     free_run(&run);
     return status;

@@ -80,6 +80,19 @@ static int compare_refs(const void *a, const void *b) {
     return (x->view > y->view) - (x->view < y->view);
 }
 
+/* A shard holds the videos the manifest says it holds: catches a shard file swapped for another of the same
+ * cache, which the settings check cannot see. */
+static int check_shard_range(const loader *l, size_t s, const clip_ref *refs, int64_t n, mvd_err *err) {
+    const cache_shard_info *info = &l->manifest.shards[s];
+    if (n == 0) return 0;
+    int64_t first = refs[0].video_index, last = refs[n - 1].video_index;
+    if (first != info->first_video_index || last != info->last_video_index)
+        return mvd_fail(err, "%s/%s: holds videos %lld..%lld, the manifest says %lld..%lld", l->dir, info->file,
+                        (long long)first, (long long)last, (long long)info->first_video_index,
+                        (long long)info->last_video_index);
+    return 0;
+}
+
 /* Reads every shard's clip descriptions (not targets) into the index. */
 static int build_index(loader *l, mvd_err *err) {
     int64_t total = manifest_total_clips(&l->manifest);
@@ -97,8 +110,14 @@ static int build_index(loader *l, mvd_err *err) {
             l->clips[l->n_clips++] = (clip_ref){clip.spec.video_index, clip.spec.view, (int32_t)s, i};
             cache_clip_free(&clip);
         }
+        if (check_shard_range(l, s, l->clips + l->n_clips - n, n, err) != 0) return -1;
     }
     qsort(l->clips, (size_t)l->n_clips, sizeof(clip_ref), compare_refs);
+    for (int64_t i = 1; i < l->n_clips; i++)
+        if (compare_refs(&l->clips[i - 1], &l->clips[i]) == 0)
+            return mvd_fail(err, "%s: video %lld view %d is cached twice (in %s and %s): a shard was copied over "
+                            "another", l->dir, (long long)l->clips[i].video_index, l->clips[i].view,
+                            l->manifest.shards[l->clips[i - 1].shard].file, l->manifest.shards[l->clips[i].shard].file);
     l->video_first = xcalloc((size_t)(l->n_clips + 1), sizeof(int64_t));
     l->video_views = xcalloc((size_t)(l->n_clips + 1), sizeof(int32_t));
     for (int64_t i = 0; i < l->n_clips; i++) {
@@ -197,9 +216,15 @@ static int load_pixels(loader *l, const cache_clip *clip, float *dst, mvd_err *e
     const video_info *info = probe_cached(l, path, err);
     uint8_t *crops = NULL;
     int rc = info ? 0 : -1;
-    if (rc == 0 && info->num_frames != clip->video_frames)
-        rc = mvd_fail(err, "%s: now decodes to %lld frames, the cache was made from %lld", path,
-                      (long long)info->num_frames, (long long)clip->video_frames);
+    if (rc == 0 && info->num_frames != clip->video_frames) {
+        if (l->check == PIXEL_CHECK_ERROR)
+            rc = mvd_fail(err, "%s: now decodes to %lld frames, the cache was made from %lld (the video changed; "
+                          "--pixel-check warn|off trains on it anyway)", path, (long long)info->num_frames,
+                          (long long)clip->video_frames);
+        else if (l->check == PIXEL_CHECK_WARN)
+            mvd_warn("%s: now decodes to %lld frames, the cache was made from %lld", path, (long long)info->num_frames,
+                     (long long)clip->video_frames);
+    }
     if (rc == 0) {
         crops = xmalloc(clip_crop_bytes(&spec));
         rc = clip_decode(path, info, &spec, crops, err);

@@ -215,10 +215,44 @@ static int configure_schedule(train_run *run, mvd_err *err) {
     run->min_lr = o->base_min_lr * (double)per_step / 256.0;
     run->pos = (train_position){.step = 0, .seed = o->seed, .batch = o->batch, .accum = o->accum,
                                 .total_steps = total, .warmup_steps = warmup};
+    /* The cache is named by a hash of its settings and its clip count, so a resumed run sees the same data. */
+    cJSON *meta = cache_meta_to_json(loader_meta(run->data));
+    char *meta_text = cJSON_PrintUnformatted(meta), cache_sha[65];
+    sha256_hex(meta_text, strlen(meta_text), cache_sha);
+    cJSON_free(meta_text);
+    cJSON_Delete(meta);
     snprintf(run->pos.settings, sizeof run->pos.settings,
-             "lr=%.9g min_lr=%.9g wd=%.9g clip=%.9g w_img=%.9g w_vid=%.9g drop_path=%.9g mask_ratio=%.9g",
-             run->lr, run->min_lr, o->weight_decay, o->clip_grad, o->w_img, o->w_vid, o->drop_path, o->mask_ratio);
+             "cache=%.16s clips=%lld lr=%.9g min_lr=%.9g wd=%.9g clip=%.9g w_img=%.9g w_vid=%.9g drop_path=%.9g "
+             "mask_ratio=%.9g",
+             cache_sha, (long long)loader_num_clips(run->data), run->lr, run->min_lr, o->weight_decay, o->clip_grad,
+             o->w_img, o->w_vid, o->drop_path, o->mask_ratio);
     return 0;
+}
+
+/* Names the first setting of a saved run that differs from this run's ("key=value" words of the settings). */
+static int compare_settings(const char *saved, const char *now, const char *dir, mvd_err *err) {
+    while (*saved || *now) {
+        size_t a = strcspn(saved, " "), b = strcspn(now, " ");
+        if (a != b || strncmp(saved, now, a) != 0)
+            return mvd_fail(err, "%s: the saved run has %.*s, this run %.*s; resume with the same options and cache",
+                            dir, (int)a, saved, (int)b, now);
+        saved += a + (saved[a] == ' '), now += b + (now[b] == ' ');
+    }
+    return 0;
+}
+
+static int compare_positions(const train_position *saved, const train_position *now, const char *dir, mvd_err *err) {
+    const struct {
+        const char *name;
+        int64_t saved, now;
+    } fields[] = {{"seed", (int64_t)saved->seed, (int64_t)now->seed}, {"batch", saved->batch, now->batch},
+                  {"accum", saved->accum, now->accum}, {"total steps", saved->total_steps, now->total_steps},
+                  {"warmup steps", saved->warmup_steps, now->warmup_steps}};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (fields[i].saved != fields[i].now)
+            return mvd_fail(err, "%s: the saved run has %s %lld, this run %lld; resume with the same options", dir,
+                            fields[i].name, (long long)fields[i].saved, (long long)fields[i].now);
+    return compare_settings(saved->settings, now->settings, dir, err);
 }
 
 static int resume_run(train_run *run, mvd_err *err) {
@@ -229,17 +263,9 @@ static int resume_run(train_run *run, mvd_err *err) {
     train_position saved;
     adamw_init(&run->optim, &run->model->tab, 0.9f, 0.95f, 1e-8f);
     if (checkpoint_load_state(run->opt.out_dir, run->model, &run->optim, &saved, err) != 0) return -1;
-    train_position *now = &run->pos;
-    if (saved.seed != now->seed || saved.batch != now->batch || saved.accum != now->accum ||
-        saved.total_steps != now->total_steps || saved.warmup_steps != now->warmup_steps ||
-        strcmp(saved.settings, now->settings) != 0)
-        return mvd_fail(err, "%s: the saved run used other settings (seed %llu, batch %lld, accum %lld, %lld steps, "
-                        "warmup %lld, %s); resume with the same options",
-                        run->opt.out_dir, (unsigned long long)saved.seed, (long long)saved.batch,
-                        (long long)saved.accum, (long long)saved.total_steps, (long long)saved.warmup_steps,
-                        saved.settings);
-    now->step = saved.step;
-    mvd_info("resumed %s at step %lld", run->opt.out_dir, (long long)now->step);
+    if (compare_positions(&saved, &run->pos, run->opt.out_dir, err) != 0) return -1;
+    run->pos.step = saved.step;
+    mvd_info("resumed %s at step %lld", run->opt.out_dir, (long long)run->pos.step);
     return 0;
 }
 
@@ -294,8 +320,11 @@ static void record_step(train_run *run, int64_t epoch, const student_losses *l, 
     fflush(stdout);
 }
 
-/* One optimiser update: accum micro-batches forward and backward, then AdamW. Returns 0, or -1 with err (a
- * data error, or a non-finite loss or gradient: the update is then not applied). */
+#define STEP_NON_FINITE (-2)
+
+/* One optimiser update: accum micro-batches forward and backward, then AdamW. Returns 0; -1 with err on a data
+ * error; STEP_NON_FINITE with err on a non-finite loss or gradient. On failure the update is not applied, so
+ * the parameters and moments are still those of the last completed step. */
 static int train_step(train_run *run, student_losses *mean, double *gnorm, mvd_err *err) {
     const train_options *o = &run->opt;
     int64_t step = run->pos.step, epoch = step / run->steps_per_epoch, in_epoch = step % run->steps_per_epoch;
@@ -312,9 +341,11 @@ static int train_step(train_run *run, student_losses *mean, double *gnorm, mvd_e
                                .w_img = (float)o->w_img, .w_vid = (float)o->w_vid};
         student_losses l;
         if (student_forward(s, &batch, &l, err) != 0) return -1;
-        if (!isfinite(l.loss))
-            return mvd_fail(err, "non-finite loss %g at step %lld (image %g, video %g); stopping, the last good "
-                            "checkpoint is kept", l.loss, (long long)step + 1, l.loss_img, l.loss_vid);
+        if (!isfinite(l.loss)) {
+            mvd_fail(err, "non-finite loss %g at step %lld (image %g, video %g); stopping, the last good checkpoint "
+                     "is kept", l.loss, (long long)step + 1, l.loss_img, l.loss_vid);
+            return STEP_NON_FINITE;
+        }
         student_backward(s);
         mean->loss += l.loss / (double)o->accum;
         mean->loss_img += l.loss_img / (double)o->accum;
@@ -323,9 +354,11 @@ static int train_step(train_run *run, student_losses *mean, double *gnorm, mvd_e
     /* The loss of an update is the mean over its micro-batches, so are its gradients. */
     if (o->accum > 1) scale_inplace(s->grads, 1.0f / (float)o->accum, s->tab.total);
     *gnorm = o->clip_grad > 0 ? clip_grad_norm(&s->tab, s->grads, o->clip_grad) : grad_norm(&s->tab, s->grads);
-    if (!isfinite(*gnorm))
-        return mvd_fail(err, "non-finite gradient norm at step %lld; stopping, the last good checkpoint is kept",
-                        (long long)step + 1);
+    if (!isfinite(*gnorm)) {
+        mvd_fail(err, "non-finite gradient norm at step %lld; stopping, the last good checkpoint is kept",
+                 (long long)step + 1);
+        return STEP_NON_FINITE;
+    }
     run->lr_now = cosine_schedule(run->lr, run->min_lr, run->pos.warmup_steps, run->pos.total_steps, step);
     adamw_step(&run->optim, s->params, s->grads, (float)run->lr_now, (float)o->weight_decay);
     run->pos.step++;
@@ -345,15 +378,27 @@ static int save(train_run *run, mvd_err *err) {
     return 0;
 }
 
+/* A data error (an unreadable or changed video) leaves the model at its last completed step: save it, so a
+ * long run loses nothing, then report the error. */
+static int save_after_data_error(train_run *run, mvd_err *err) {
+    if (run->pos.step == 0) return -1;
+    mvd_err cause = *err, save_err;
+    if (save(run, &save_err) != 0) return mvd_fail(err, "%s; saving a checkpoint failed too: %s", cause.msg, save_err.msg);
+    return mvd_fail(err, "%s; the checkpoint at step %lld is saved: continue with --resume once the data is fixed",
+                    cause.msg, (long long)run->pos.step);
+}
+
 /* Returns 0 when the run is complete, EXIT_STOPPED when stopped early, -1 on error. */
 static int train_loop(train_run *run, mvd_err *err) {
     const train_options *o = &run->opt;
     while (run->pos.step < run->pos.total_steps) {
         double t0 = now_seconds(), gnorm = 0;
         student_losses l;
-        if (train_step(run, &l, &gnorm, err) != 0) return -1;
+        int rc = train_step(run, &l, &gnorm, err);
+        if (rc == STEP_NON_FINITE) return -1;
+        if (rc != 0) return save_after_data_error(run, err);
         double clips_per_s = (double)(o->batch * o->accum) / (now_seconds() - t0);
-        record_step(run, run->pos.step / run->steps_per_epoch, &l, gnorm, clips_per_s);
+        record_step(run, (run->pos.step - 1) / run->steps_per_epoch, &l, gnorm, clips_per_s);
         note_loss(run, l.loss);
         int stop = stop_requested || (o->stop_at && run->pos.step >= o->stop_at);
         if (stop || (o->save_every && run->pos.step % o->save_every == 0) || run->pos.step == run->pos.total_steps)
@@ -387,12 +432,23 @@ static void echo_config(const train_run *run) {
              (unsigned long long)o->seed, omp_get_max_threads());
 }
 
+/* A new run never overwrites another's checkpoint: that run is continued with --resume or left alone. */
+static int refuse_existing_run(const char *dir, mvd_err *err) {
+    char *path = path_join(dir, CHECKPOINT_STUDENT_FILE);
+    int exists = file_exists(path);
+    free(path);
+    if (!exists) return 0;
+    return mvd_fail(err, "%s already holds a run's checkpoint; continue it with --resume, or choose another --out",
+                    dir);
+}
+
 static int setup(train_run *run, mvd_err *err) {
     const train_options *o = &run->opt;
     if (loader_open(&run->data, o->cache_dir, o->data_root, o->pixel_check, o->batch, o->mask_ratio, o->seed,
                     err) != 0)
         return -1;
     if (configure_student(run, err) != 0 || configure_schedule(run, err) != 0) return -1;
+    if (!o->resume && refuse_existing_run(o->out_dir, err) != 0) return -1;
     if (mkdir_p(o->out_dir, err) != 0 || create_model(run, err) != 0) return -1;
     run->drop_keep = xmalloc((size_t)(run->model->n_blocks_total * 2 * o->batch));
     return open_metrics(run, err);

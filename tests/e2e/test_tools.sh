@@ -69,11 +69,38 @@ clips=$(build/venv/bin/python -c "import json;m=json.load(open('$out/cache/manif
 [ "$clips" = 8 ]; check "4 decodable videos x 2 views = 8 clips cached" $? "got $clips"
 ls "$out/cache"/*.tmp >/dev/null 2>&1; [ $? -ne 0 ]; check "no temporary shard left" $?
 
+# Start-up checks, before any work: a missing data root, an empty list, views that do not fit a shard.
+msg=$(build/mvd-extract --list "$out/list.txt" --out "$out/nocache" "${small_extract[@]}" --data-root "$out/nowhere" 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$msg" | grep -q "nowhere: not a readable directory" && [ ! -e "$out/nocache" ]
+check "a missing data root is fatal and leaves no output" $? "rc=$rc $msg"
+printf '# nothing\n' > "$out/emptylist.txt"
+msg=$(build/mvd-extract --list "$out/emptylist.txt" --out "$out/nocache" "${small_extract[@]}" 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$msg" | grep -q "names no videos"; check "an empty list is fatal" $? "rc=$rc $msg"
+msg=$(build/mvd-extract --list "$out/list.txt" --out "$out/nocache" "${small_extract[@]}" --views 8 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$msg" | grep -q "cannot hold the 8 views"; check "views that do not fit a shard are refused" $? "rc=$rc $msg"
+
 # Re-running the same command skips finished shards; other settings are refused.
 build/mvd-extract --list "$out/list.txt" --out "$out/cache" "${small_extract[@]}" > "$out/rerun.log" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "already complete" "$out/rerun.log"; check "re-run skips finished shards" $? "rc=$rc"
 msg=$(build/mvd-extract --list "$out/list.txt" --out "$out/cache" "${small_extract[@]}" --seed 9 2>&1); rc=$?
 [ $rc -eq 1 ] && echo "$msg" | grep -q "seed"; check "a cache with other settings is refused, naming the field" $? "rc=$rc $msg"
+sha_before=$(sha256sum "$out/cache/teachers/image-teacher.safetensors")
+msg=$(build/mvd-extract --list "$out/list.txt" --out "$out/cache" "${small_extract[@]}" --image-dim 48 2>&1); rc=$?
+[ $rc -eq 1 ] && [ "$(sha256sum "$out/cache/teachers/image-teacher.safetensors")" = "$sha_before" ] &&
+  ! ls "$out/cache/teachers/"*.new >/dev/null 2>&1
+check "a refused run leaves the cache's teachers untouched" $? "rc=$rc"
+# A damaged or deleted shard is found on re-run (by its hash in the manifest) and made again.
+cp "$out/cache/shard-00001.h5" "$out/shard1.bak"
+truncate -s 5000 "$out/cache/shard-00001.h5"
+rm "$out/cache/shard-00002.h5"
+build/mvd-extract --list "$out/list.txt" --out "$out/cache" "${small_extract[@]}" > "$out/repair.log" 2>&1; rc=$?
+[ $rc -eq 2 ] && grep -q "shard-00001.h5: missing or changed" "$out/repair.log" &&
+  grep -q "shard-00002.h5: missing or changed" "$out/repair.log" &&
+  build/venv/bin/python -c "
+import h5py, hdf5plugin, numpy as np, sys
+a, b = h5py.File('$out/shard1.bak'), h5py.File('$out/cache/shard-00001.h5')
+sys.exit(0 if np.array_equal(a['targets/video'][...], b['targets/video'][...]) else 1)"
+check "damaged and deleted shards are made again, with the same targets" $? "rc=$rc $(tail -2 "$out/repair.log")"
 
 # A short training run.
 build/mvd-train --cache "$out/cache" --out "$out/run" "${small_student[@]}" --steps 4 > "$out/train.log" 2>&1; rc=$?
@@ -91,7 +118,7 @@ cmp -s "$out/run/checkpoint-state.safetensors" "$out/split/checkpoint-state.safe
 cmp -s "$out/run/metrics.jsonl" "$out/split/metrics.jsonl" || diff <(sed 's/"clips_per_s":[^}]*//' "$out/run/metrics.jsonl") <(sed 's/"clips_per_s":[^}]*//' "$out/split/metrics.jsonl") >/dev/null
 check "... and the same losses" $?
 msg=$(build/mvd-train --cache "$out/cache" --out "$out/split" "${small_student[@]}" --steps 4 --batch 1 --resume 2>&1); rc=$?
-[ $rc -eq 1 ] && echo "$msg" | grep -q "other settings"; check "resume with other settings is refused" $? "rc=$rc"
+[ $rc -eq 1 ] && echo "$msg" | grep -q "saved run has batch 2, this run 1"; check "resume with other settings is refused, naming the setting" $? "rc=$rc $msg"
 
 # A student saved by PyTorch continues training in mvd-train from the same loss: the C checkpoint goes through
 # .pth, the reference PyTorch student (strict load), torch.save and back; training from either file starts
@@ -149,6 +176,17 @@ for v in Megamind.avi "tree copy.avi" partial.avi cup.mp4; do ln -sf "$(pwd)/$ou
 ln -sf "$(pwd)/$data/vtest.avi" "$out/swapped/tree copy.avi"
 msg=$(build/mvd-train --cache "$out/cache" --out "$out/swap" "${small_student[@]}" --data-root "$out/swapped" --steps 3 2>&1); rc=$?
 [ $rc -eq 1 ] && echo "$msg" | grep -q "tree copy.avi"; check "a changed video is refused, naming it" $? "rc=$rc $(echo "$msg" | tail -2)"
+[ -f "$out/swap/checkpoint.safetensors" ] && [ "$(wc -l < "$out/swap/metrics.jsonl")" -eq 1 ] &&
+  echo "$msg" | grep -q "checkpoint at step 1 is saved"
+check "a data error after step 1 saves the step-1 checkpoint" $? "$(echo "$msg" | tail -2)"
+
+# A new run never overwrites another's checkpoint; a resumed run must see the same cache.
+msg=$(build/mvd-train --cache "$out/cache" --out "$out/run" "${small_student[@]}" --steps 4 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$msg" | grep -q "already holds a run"; check "a new run refuses a folder holding a run" $? "rc=$rc $msg"
+printf 'Megamind.avi 0\ncup.mp4 1\n' > "$out/list2.txt"
+build/mvd-extract --list "$out/list2.txt" --out "$out/cache2" "${small_extract[@]}" > /dev/null 2>&1
+msg=$(build/mvd-train --cache "$out/cache2" --out "$out/run" "${small_student[@]}" --steps 4 --resume 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$msg" | grep -q "saved run has cache="; check "resume on another cache is refused, naming it" $? "rc=$rc $msg"
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

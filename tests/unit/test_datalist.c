@@ -69,6 +69,17 @@ static void test_empty_list(void) {
     datalist_free(&list);
 }
 
+/* Lists saved by some editors start with a UTF-8 byte-order mark; it is not part of the first path. */
+static void test_byte_order_mark(void) {
+    const char *path = write_list("list_bom.txt", "\xEF\xBB\xBF" "first.mp4 1\nsecond.mp4 2\n");
+    datalist list;
+    mvd_err err;
+    REQUIRE(datalist_read(path, &list, &err) == 0, "read failed: %s", err.msg);
+    REQUIRE(list.count == 2, "expected 2 entries, got %lld", (long long)list.count);
+    CHECK(strcmp(list.entries[0].path, "first.mp4") == 0, "first path '%s'", list.entries[0].path);
+    datalist_free(&list);
+}
+
 static void test_sample_list(void) {
     datalist list;
     mvd_err err;
@@ -83,6 +94,7 @@ int main(void) {
     RUN(test_missing_label_names_line);
     RUN(test_missing_file);
     RUN(test_empty_list);
+    RUN(test_byte_order_mark);
     RUN(test_sample_list);
     return test_summary();
 }
