@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "clip.h"
 #include "datalist.h"
+#include "kernels.h"
 #include "manifest.h"
 #include "teacher.h"
 #include "video.h"
@@ -485,7 +486,7 @@ int main(int argc, char **argv) {
     extract_run run;
     memset(&run, 0, sizeof run);
     parse_options(argc, argv, &run.opt);
-    if (run.opt.threads) omp_set_num_threads(run.opt.threads);
+    k_set_threads(run.opt.threads);
     video_quiet_ffmpeg_log();
     mvd_err err;
     double t0 = now_seconds();

@@ -34,6 +34,8 @@ void k_copy(float *dst, const float *src, int64_t n); /* device to device */
 void k_upload(void *dst_dev, const void *src_host, int64_t n_bytes);
 void k_download(void *dst_host, const void *src_dev, int64_t n_bytes);
 void k_sync(void); /* waits for queued work (no-op on the CPU) */
+/* CPU threads for the ops (OpenMP loops and BLAS alike); n <= 0 keeps the default (all cores). */
+void k_set_threads(int n);
 
 /* ---- linear: out = inp W^T + b, W stored (out_features, in_features) as PyTorch does ---------------- */
 

@@ -471,7 +471,7 @@ int main(int argc, char **argv) {
     train_run run;
     memset(&run, 0, sizeof run);
     parse_options(argc, argv, &run.opt);
-    if (run.opt.threads) omp_set_num_threads(run.opt.threads);
+    k_set_threads(run.opt.threads);
     video_quiet_ffmpeg_log();
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

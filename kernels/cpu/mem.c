@@ -3,6 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+#include <omp.h>
+
 #include "kernels.h"
 #include "util.h"
 
@@ -44,3 +47,9 @@ void k_download(void *dst_host, const void *src_dev, int64_t n_bytes) {
 }
 
 void k_sync(void) {}
+
+void k_set_threads(int n) {
+    if (n <= 0) return;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n); /* OpenBLAS's own thread pool does not follow OpenMP's setting */
+}
