@@ -69,7 +69,8 @@ static const char *usage_text =
     "  --frames N              frames per clip (16)\n"
     "  --frame-stride N        distance between sampled frames (4)\n"
     "  --input-size N          student input side in pixels (224)\n"
-    "  --image-input-size N    image teacher input side (default: --input-size; 196 for ViT-H/14)\n"
+    "  --image-input-size N    image teacher input side (default: the student's grid x its patch: 224 for\n"
+    "                          a /16 teacher, 196 for ViT-H/14)\n"
     "  --crop multiscale|center  MVD's multi-scale crop (default) or the centred square\n"
     "  --views K               clips per video (1)\n"
     "  --seed N                seed of every random choice (0)\n"
@@ -179,7 +180,9 @@ static void parse_options(int argc, char **argv, extract_options *o) {
     if (over[4]) o->video.dim = over[4];
     if (over[5]) o->video.depth = over[5];
     if (over[6]) o->video.heads = over[6];
-    if (!o->image_input_size) o->image_input_size = o->clip.input_size;
+    /* By default the image teacher sees the crop at the size that gives the student's token grid with its own
+     * patch: the student's size for a /16 teacher, 196 px for ViT-H/14. */
+    if (!o->image_input_size) o->image_input_size = o->clip.input_size / (int)o->video.patch * (int)o->image.patch;
     /* The teachers see the student's clip geometry; the image teacher keeps its own input side. */
     o->video.input_size = o->clip.input_size;
     o->video.num_frames = o->image.num_frames = o->clip.num_frames;
@@ -226,11 +229,12 @@ static int write_random_teachers(extract_options *o, mvd_err *err) {
     return rc;
 }
 
-static int keep_random_teachers(const extract_options *o, mvd_err *err) {
+static int keep_random_teachers(extract_options *o, mvd_err *err) {
     char *image = path_join(o->out_dir, RANDOM_IMAGE_TEACHER), *video = path_join(o->out_dir, RANDOM_VIDEO_TEACHER);
     int rc = rename_atomic(o->image_weights, image, err);
     if (rc == 0) rc = rename_atomic(o->video_weights, video, err);
-    free(image), free(video);
+    free((char *)o->image_weights), free((char *)o->video_weights);
+    o->image_weights = image, o->video_weights = video;
     return rc;
 }
 
@@ -496,8 +500,8 @@ int main(int argc, char **argv) {
     if (rc == 0) rc = load_teachers(&run, &err);
     if (rc == 0) rc = build_meta(&run, &err);
     if (rc == 0) rc = open_manifest(&run, &err);
-    if (rc == 0 && run.opt.random_teachers) rc = keep_random_teachers(&run.opt, &err);
     if (rc != 0) discard_partial_output(&run, created_out_dir);
+    if (rc == 0 && run.opt.random_teachers) rc = keep_random_teachers(&run.opt, &err);
     if (rc == 0) {
         alloc_buffers(&run);
         echo_config(&run);

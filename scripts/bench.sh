@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks: each C model beside the PyTorch reference (tests/reference/mvd_reference.py, fp32, same thread
-# count) on the same sizes, in the same session, with the ratio. Timings are medians over REPS iterations after
+# count) on the same sizes, in the same run, with the ratio. Timings are medians over REPS iterations after
 # a warm-up. Run `make bench`; the figures go to docs/PERFORMANCE.md by hand, with the machine they came from.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,5 @@
 /* bench_model.c: times the C models at a given size, for scripts/bench.sh, which runs the PyTorch peer on the
- * same sizes in the same session and reports the ratio.
+ * same sizes in the same run and reports the ratio.
  *
  *   bench_model student DIM DEPTH HEADS DEC_DIM DEC_DEPTH DEC_HEADS TEACHER_DIM BATCH FRAMES SIZE REPS
  *       one training step: forward + backward + AdamW update (drop path off, mask ratio 0.9)
