@@ -79,6 +79,15 @@ msg=$(build/mvd-extract --list "$out/emptylist.txt" --out "$out/nocache" "${smal
 msg=$(build/mvd-extract --list "$out/list.txt" --out "$out/nocache" "${small_extract[@]}" --views 8 2>&1); rc=$?
 [ $rc -eq 1 ] && echo "$msg" | grep -q "cannot hold the 8 views"; check "views that do not fit a shard are refused" $? "rc=$rc $msg"
 
+# An image teacher with its own patch (as ViT-H/14) sees the crop at the size giving the student's token grid.
+printf 'tree copy.avi 0\n' > "$out/list1.txt"
+build/mvd-extract --list "$out/list1.txt" --out "$out/cache-p8" "${small_extract[@]}" --image-patch 8 > /dev/null 2>&1; rc=$?
+size=$(build/venv/bin/python -c "
+import h5py, hdf5plugin
+f = h5py.File('$out/cache-p8/shard-00000.h5')
+print(f.attrs['image_teacher.input_size'], f['targets/image'].shape[1])" 2>&1)
+[ $rc -eq 0 ] && [ "$size" = "32 32" ]; check "image teacher with patch 8: 32 px input, 32 tokens" $? "rc=$rc $size"
+
 # Re-running the same command skips finished shards; other settings are refused.
 build/mvd-extract --list "$out/list.txt" --out "$out/cache" "${small_extract[@]}" > "$out/rerun.log" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "already complete" "$out/rerun.log"; check "re-run skips finished shards" $? "rc=$rc"
