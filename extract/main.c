@@ -242,7 +242,7 @@ static int keep_random_teachers(extract_options *o, mvd_err *err) {
  * empty folders, and only the output folder this run made). */
 static void discard_partial_output(const extract_run *run, int created_out_dir) {
     const extract_options *o = &run->opt;
-    if (o->random_teachers) {
+    if (o->random_teachers && o->image_weights) { /* the candidates, if they were written */
         unlink(o->image_weights);
         unlink(o->video_weights);
     }

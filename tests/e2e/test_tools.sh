@@ -117,6 +117,20 @@ check "train exits 0" $rc "$(tail -3 "$out/train.log")"
 [ -f "$out/run/checkpoint.safetensors" ] && [ -f "$out/run/checkpoint-state.safetensors" ]; check "checkpoint written" $?
 [ "$(wc -l < "$out/run/metrics.jsonl")" -eq 4 ]; check "one metrics record per step" $?
 
+# Gradient accumulation: 2 micro-batches of 1 clip give the update of one batch of 2 (the same clips, masks and
+# learning rate; drop path off so the draws cannot differ): equal losses and gradient norms up to fp32 rounding.
+build/mvd-train --cache "$out/cache" --out "$out/acc1" "${small_student[@]}" --steps 2 --drop-path 0 > /dev/null 2>&1
+build/mvd-train --cache "$out/cache" --out "$out/acc2" "${small_student[@]}" --steps 2 --drop-path 0 --batch 1 --accum 2 \
+  > /dev/null 2>&1
+build/venv/bin/python - "$out" <<'PY'
+import json, sys
+a, b = ([json.loads(l) for l in open(f"{sys.argv[1]}/{r}/metrics.jsonl")] for r in ("acc1", "acc2"))
+worst = max(abs(x[k] - y[k]) / abs(x[k]) for x, y in zip(a, b) for k in ("loss", "loss_img", "loss_vid", "grad_norm"))
+print(f"accumulation: max relative difference {worst:.2e}")
+sys.exit(0 if len(a) == len(b) == 2 and worst < 1e-5 else 1)
+PY
+check "batch 2 == batch 1 x accum 2 (losses, grad norms within 1e-5)" $?
+
 # Resume: 2 steps, stop, resume 2 steps == 4 steps bit for bit.
 build/mvd-train --cache "$out/cache" --out "$out/split" "${small_student[@]}" --steps 4 --stop-at 2 > "$out/split1.log" 2>&1; rc=$?
 check "--stop-at exits 3 with a checkpoint" $([ $rc -eq 3 ]; echo $?) "rc=$rc"
