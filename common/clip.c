@@ -150,6 +150,15 @@ int clip_decode(const char *path, const struct video_info *info, clip_spec *spec
     return 0;
 }
 
+int clip_decode_by_pts(const char *path, const clip_spec *spec, uint8_t *crops, mvd_err *err) {
+    if (spec->num_frames < 1 || spec->num_frames > CLIP_MAX_FRAMES)
+        return mvd_fail(err, "%s: clip with %d frames", path, spec->num_frames);
+    video_pts_request rq = {.pts = spec->pts, .indices = spec->frame_index, .n = spec->num_frames,
+                            .time_base_num = spec->time_base_num, .time_base_den = spec->time_base_den,
+                            .crop = spec->crop};
+    return video_read_frames_by_pts(path, &rq, crops, NULL, err);
+}
+
 int clip_resize(const clip_spec *spec, const uint8_t *crops, int size, uint8_t *out, mvd_err *err) {
     size_t in_bytes = (size_t)spec->crop.w * (size_t)spec->crop.h * 3, out_bytes = (size_t)size * (size_t)size * 3;
     for (int t = 0; t < spec->num_frames; t++)

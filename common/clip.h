@@ -78,6 +78,13 @@ size_t clip_crop_bytes(const clip_spec *spec);
  * fills spec->pts and the time base. */
 int clip_decode(const char *path, const struct video_info *info, clip_spec *spec, uint8_t *crops, mvd_err *err);
 
+/* Decodes the spec's frames by the timestamps recorded at extraction, without a probe: video_read_frames_by_pts
+ * with the spec's frame indices and time base, seeking to the first frame. Returns 0 (crops filled, equal to
+ * clip_decode's), 1 (VIDEO_PTS_FALLBACK: timestamps cannot vouch for the frames, e.g. one was not recorded;
+ * probe and use clip_decode; err says why) or -1 (the video cannot be read; err names it). spec is not
+ * changed. */
+int clip_decode_by_pts(const char *path, const clip_spec *spec, uint8_t *crops, mvd_err *err);
+
 /* Resizes every decoded crop to size x size (PIL bilinear): out is [T][size][size][3]. Used for the student's
  * input (input_size) and for an image teacher with its own input size. */
 int clip_resize(const clip_spec *spec, const uint8_t *crops, int size, uint8_t *out, mvd_err *err);

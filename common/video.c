@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,6 +37,9 @@ typedef struct {
     int stream;
     int input_done;  /* the demuxer is exhausted and the decoder has been told to flush */
     int64_t emitted; /* frames returned so far */
+    /* The first packet of our stream since the open or the last seek: where a seek really landed. */
+    int seen_packet, first_packet_key;
+    int64_t first_packet_ts; /* its dts, else its pts (AV_NOPTS_VALUE when it has neither) */
 } decoder;
 
 static const char *av_err_text(int code, char buf[AV_ERROR_MAX_STRING_SIZE]) {
@@ -138,6 +142,11 @@ static int decoder_feed(decoder *d, const char *path, mvd_err *err) {
         return 0;
     }
     if (d->pkt->stream_index == d->stream) {
+        if (!d->seen_packet) {
+            d->seen_packet = 1;
+            d->first_packet_key = (d->pkt->flags & AV_PKT_FLAG_KEY) != 0;
+            d->first_packet_ts = d->pkt->dts != AV_NOPTS_VALUE ? d->pkt->dts : d->pkt->pts;
+        }
         ret = avcodec_send_packet(d->dec, d->pkt);
         if (ret == AVERROR(ENOMEM)) {
             av_packet_unref(d->pkt);
@@ -413,16 +422,25 @@ static int cmp_request(const void *a, const void *b) {
     return (x->slot > y->slot) - (x->slot < y->slot);
 }
 
+static int check_crop_size(const char *path, crop_box crop, mvd_err *err) {
+    if (crop.w <= 0 || crop.h <= 0 || crop.w > VIDEO_MAX_SIDE || crop.h > VIDEO_MAX_SIDE)
+        return mvd_fail(err, "%s: invalid crop size %dx%d", path, crop.w, crop.h);
+    return 0;
+}
+
+/* Crops may hang over the frame's edge (filled black) but must overlap it, or they are a caller's bug. */
+static int check_crop_overlap(const char *path, const video_info *info, crop_box crop, mvd_err *err) {
+    if (crop.x >= info->width || crop.y >= info->height || crop.x + crop.w <= 0 || crop.y + crop.h <= 0)
+        return mvd_fail(err, "%s: crop %dx%d at (%d,%d) lies outside the %dx%d frame", path, crop.w, crop.h, crop.x,
+                        crop.y, info->width, info->height);
+    return 0;
+}
+
 static int validate_request(const char *path, const video_info *info, const int64_t *indices, int n,
                             crop_box crop, mvd_err *err) {
     if (n <= 0) return mvd_fail(err, "%s: no frames requested", path);
     if (!info->decode_pos || info->num_frames <= 0) return mvd_fail(err, "%s: video not probed", path);
-    if (crop.w <= 0 || crop.h <= 0 || crop.w > VIDEO_MAX_SIDE || crop.h > VIDEO_MAX_SIDE)
-        return mvd_fail(err, "%s: invalid crop size %dx%d", path, crop.w, crop.h);
-    /* Crops may hang over the frame's edge (filled black) but must overlap it, or they are a caller's bug. */
-    if (crop.x >= info->width || crop.y >= info->height || crop.x + crop.w <= 0 || crop.y + crop.h <= 0)
-        return mvd_fail(err, "%s: crop %dx%d at (%d,%d) lies outside the %dx%d frame", path, crop.w, crop.h, crop.x,
-                        crop.y, info->width, info->height);
+    if (check_crop_size(path, crop, err) != 0 || check_crop_overlap(path, info, crop, err) != 0) return -1;
     for (int i = 0; i < n; i++)
         if (indices[i] < 0 || indices[i] >= info->num_frames)
             return mvd_fail(err, "%s: frame %lld requested, the video has %lld decodable frames", path,
@@ -488,6 +506,264 @@ int video_read_frames(const char *path, const video_info *info, const int64_t *i
     free(pts);
     free(req);
     return rc;
+}
+
+/* ---- reading frames by timestamp, without a probe ---- */
+
+/* One requested frame. Sorted by timestamp, then slot, so the slots of a repeated frame are adjacent. */
+typedef struct {
+    int64_t pts, index; /* index -1 when the caller gave none */
+    int slot;
+} pts_slot;
+
+static int cmp_pts_slot(const void *a, const void *b) {
+    const pts_slot *x = a, *y = b;
+    if (x->pts != y->pts) return x->pts < y->pts ? -1 : 1;
+    return (x->slot > y->slot) - (x->slot < y->slot);
+}
+
+/* What one decoding pass concludes. */
+typedef enum {
+    PASS_GOING,      /* still looking */
+    PASS_DONE,       /* every requested frame delivered */
+    PASS_EARLIER,    /* a seek landed after the earliest request: try an earlier keyframe */
+    PASS_FROM_START, /* the seek cannot be trusted: decode again from the start */
+    PASS_PROBE,      /* timestamps cannot vouch for the frames: the caller must probe (message in err) */
+    PASS_ERROR       /* the video cannot be read (message in err) */
+} pass_outcome;
+
+typedef struct {
+    const char *path;
+    const video_pts_request *rq;
+    pts_slot *want;     /* [rq->n], sorted */
+    uint8_t *out;
+    decoder d;
+    rgb_converter conv;
+    video_info geom;    /* rotation and sizes only, for copy_crop */
+    int seeking;        /* the current pass started at a keyframe found by seeking */
+    int next;           /* first entry of want not yet delivered */
+    int64_t prev_pts;   /* last timestamp of the pass, AV_NOPTS_VALUE before the first */
+    int64_t origin_pos, origin_index; /* output position and index that positions are measured from */
+    video_pts_stats stats;
+} pts_reader;
+
+static int frame_is_key(const AVFrame *f) {
+#if LIBAVUTIL_VERSION_INT >= AV_VERSION_INT(58, 29, 100)
+    return (f->flags & AV_FRAME_FLAG_KEY) != 0;
+#else
+    return f->key_frame != 0;
+#endif
+}
+
+/* A doubt ends a seek pass with a decode from the start, and a pass from the start with the probe path. The
+ * message says what was seen; it reaches the caller only in the second case. */
+static pass_outcome doubt(const pts_reader *r, mvd_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static pass_outcome doubt(const pts_reader *r, mvd_err *err, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return r->seeking ? PASS_FROM_START : PASS_PROBE;
+}
+
+/* Requests that timestamps can serve: every timestamp known, and indices that agree with the timestamps'
+ * order (a repeated timestamp has one index; a later one, a larger index). */
+static int check_pts_request(const char *path, const video_pts_request *rq, const pts_slot *want, mvd_err *err) {
+    for (int i = 0; i < rq->n; i++)
+        if (want[i].pts == AV_NOPTS_VALUE)
+            return mvd_fail(err, "%s: a requested frame (index %lld) has no recorded timestamp", path,
+                            (long long)want[i].index);
+    if (!rq->indices) return 0;
+    for (int i = 1; i < rq->n; i++) {
+        int same = want[i].pts == want[i - 1].pts;
+        if ((same && want[i].index != want[i - 1].index) || (!same && want[i].index <= want[i - 1].index))
+            return mvd_fail(err, "%s: timestamps %lld and %lld were recorded for frames %lld and %lld: out of order",
+                            path, (long long)want[i - 1].pts, (long long)want[i].pts, (long long)want[i - 1].index,
+                            (long long)want[i].index);
+    }
+    return 0;
+}
+
+/* Upright size from the pass's first frame and the stream's rotation, as video_probe finds it. */
+static int set_geometry(pts_reader *r, const AVFrame *f, mvd_err *err) {
+    video_info *g = &r->geom;
+    if (f->width <= 0 || f->height <= 0 || f->width > VIDEO_MAX_SIDE || f->height > VIDEO_MAX_SIDE)
+        return mvd_fail(err, "%s: unsupported frame size %dx%d", r->path, f->width, f->height);
+    g->coded_width = f->width;
+    g->coded_height = f->height;
+    int quarter = g->rotation == 90 || g->rotation == 270;
+    g->width = quarter ? f->height : f->width;
+    g->height = quarter ? f->width : f->height;
+    return check_crop_overlap(r->path, g, r->rq->crop, err);
+}
+
+/* The first frame of a pass. After a seek it must be a keyframe, from a key packet, with a timestamp at or
+ * before the earliest request: then nothing decoded in this pass depends on frames before it. */
+static pass_outcome start_pass(pts_reader *r, const AVFrame *f, mvd_err *err) {
+    int64_t ts = f->best_effort_timestamp;
+    if (set_geometry(r, f, err) != 0) return PASS_ERROR;
+    r->stats.start_pts = ts;
+    if (!r->seeking) return PASS_GOING;
+    if (!r->d.first_packet_key || !frame_is_key(f) || ts == AV_NOPTS_VALUE)
+        return doubt(r, err, "%s: the seek did not land on a keyframe with a timestamp", r->path);
+    if (ts > r->want[0].pts) return PASS_EARLIER;
+    return PASS_GOING;
+}
+
+/* Copies the current frame into every slot that asked for its timestamp, after checking its position. */
+static pass_outcome deliver(pts_reader *r, int64_t pos, mvd_err *err) {
+    const pts_slot *w = &r->want[r->next];
+    if (w->index >= 0) {
+        /* A seek pass does not know absolute positions: it measures from the first frame it delivers. */
+        if (r->seeking && r->next == 0) r->origin_pos = pos, r->origin_index = w->index;
+        int64_t expect = r->origin_pos + (w->index - r->origin_index);
+        if (pos != expect)
+            return doubt(r, err, "%s: the frame with timestamp %lld comes out %lld frames after %s, the cache's "
+                         "frame indices say %lld (frames added or removed?)", r->path, (long long)w->pts,
+                         (long long)(pos - r->origin_pos), r->seeking ? "the first requested frame" : "the start",
+                         (long long)(expect - r->origin_pos));
+    }
+    if (convert_frame(&r->conv, r->d.frame, r->path, err) != 0) return PASS_ERROR;
+    size_t frame_bytes = (size_t)r->rq->crop.w * (size_t)r->rq->crop.h * 3;
+    int64_t pts = w->pts;
+    for (; r->next < r->rq->n && r->want[r->next].pts == pts; r->next++)
+        copy_crop(&r->conv, &r->geom, r->rq->crop, r->out + (size_t)r->want[r->next].slot * frame_bytes);
+    return r->next == r->rq->n ? PASS_DONE : PASS_GOING;
+}
+
+/* One frame out of the decoder. Timestamps must rise strictly: then output order is presentation order, a
+ * timestamp passed over is not in the stream, and positions count frames as video_probe numbers them. Frames
+ * without a timestamp are counted but never requested. */
+static pass_outcome take_frame(pts_reader *r, mvd_err *err) {
+    const AVFrame *f = r->d.frame;
+    int64_t pos = r->d.emitted - 1, ts = f->best_effort_timestamp;
+    if (pos == 0) {
+        pass_outcome o = start_pass(r, f, err);
+        if (o != PASS_GOING) return o;
+    } else if (check_frame_size(r->path, f, pos, r->geom.coded_width, r->geom.coded_height, err) != 0) {
+        return PASS_ERROR;
+    }
+    if (ts == AV_NOPTS_VALUE) return PASS_GOING;
+    if (r->prev_pts != AV_NOPTS_VALUE && ts <= r->prev_pts)
+        return doubt(r, err, "%s: timestamps do not increase in decoder output (%lld after %lld)", r->path,
+                     (long long)ts, (long long)r->prev_pts);
+    int64_t prev = r->prev_pts;
+    r->prev_pts = ts;
+    const pts_slot *w = &r->want[r->next];
+    if (ts < w->pts) return PASS_GOING;
+    if (ts > w->pts)
+        return doubt(r, err, "%s: no frame has timestamp %lld (frame %lld in the cache): the stream goes from %lld "
+                     "to %lld", r->path, (long long)w->pts, (long long)w->index, (long long)prev, (long long)ts);
+    return deliver(r, pos, err);
+}
+
+static pass_outcome run_pass(pts_reader *r, int seeking, mvd_err *err) {
+    r->seeking = seeking;
+    r->next = 0;
+    r->prev_pts = AV_NOPTS_VALUE;
+    r->origin_pos = r->origin_index = 0;
+    r->stats.passes++;
+    /* The RGB buffer is sized by the first frame converted; a new pass may meet another size first. */
+    av_freep(&r->conv.rgb);
+    pass_outcome o = PASS_GOING;
+    int got = 0;
+    while (o == PASS_GOING && (got = decoder_next(&r->d, r->path, err)) == 1) {
+        r->stats.decoded++;
+        o = take_frame(r, err);
+        av_frame_unref(r->d.frame);
+    }
+    if (o != PASS_GOING) return o;
+    if (got < 0) return PASS_ERROR;
+    return doubt(r, err, "%s: no frame has timestamp %lld (frame %lld in the cache): the stream ended after %lld "
+                 "frames", r->path, (long long)r->want[r->next].pts, (long long)r->want[r->next].index,
+                 (long long)r->d.emitted);
+}
+
+/* Seeks to the keyframe at or before target and empties the decoder, so the next pass starts there. */
+static pass_outcome seek_to(pts_reader *r, int64_t target, mvd_err *err) {
+    char e[AV_ERROR_MAX_STRING_SIZE];
+    int ret = av_seek_frame(r->d.fmt, r->d.stream, target, AVSEEK_FLAG_BACKWARD);
+    if (ret < 0) {
+        mvd_fail(err, "%s: cannot seek to %lld: %s", r->path, (long long)target, av_err_text(ret, e));
+        return PASS_FROM_START;
+    }
+    avcodec_flush_buffers(r->d.dec);
+    r->d.input_done = 0;
+    r->d.emitted = 0;
+    r->d.seen_packet = 0;
+    return PASS_GOING;
+}
+
+/* Seek passes. A seek lands on the keyframe whose index timestamp (often the dts) is at or before the target,
+ * which with B-frames may present after it; then one more try aims before that keyframe's packet. */
+static pass_outcome seek_passes(pts_reader *r, mvd_err *err) {
+    int64_t target = r->want[0].pts;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        pass_outcome o = seek_to(r, target, err);
+        if (o == PASS_GOING) o = run_pass(r, 1, err);
+        if (o != PASS_EARLIER) return o;
+        int64_t landed = r->d.first_packet_ts;
+        if (landed == AV_NOPTS_VALUE || landed <= INT64_MIN + 1) break;
+        target = (landed < target ? landed : target) - 1;
+    }
+    return PASS_FROM_START;
+}
+
+/* Opens the file with the stream's rotation and checks the request's time base against the stream's. */
+static pass_outcome open_reader(pts_reader *r, mvd_err *err) {
+    if (decoder_open(r->path, &r->d, err) != 0) return PASS_ERROR;
+    const AVStream *st = r->d.fmt->streams[r->d.stream];
+    if (stream_rotation(st, &r->geom.rotation) != 0) {
+        mvd_fail(err, "%s: rotation metadata is not a multiple of 90 degrees", r->path);
+        return PASS_ERROR;
+    }
+    const video_pts_request *rq = r->rq;
+    if ((rq->time_base_num || rq->time_base_den) &&
+        (rq->time_base_num != st->time_base.num || rq->time_base_den != st->time_base.den)) {
+        mvd_fail(err, "%s: stream time base %d/%d, the timestamps are in %d/%d", r->path, st->time_base.num,
+                 st->time_base.den, rq->time_base_num, rq->time_base_den);
+        return PASS_PROBE;
+    }
+    return PASS_GOING;
+}
+
+/* Seek passes first; a pass from the start, on a freshly opened file (the very state video_read_frames
+ * decodes from), when they cannot be trusted. */
+static pass_outcome read_by_pts(pts_reader *r, mvd_err *err) {
+    pass_outcome o = open_reader(r, err);
+    if (o != PASS_GOING) return o;
+    if (!(r->rq->flags & VIDEO_PTS_NO_SEEK)) {
+        o = seek_passes(r, err);
+        if (o != PASS_FROM_START) {
+            r->stats.seeked = o == PASS_DONE;
+            return o;
+        }
+        decoder_close(&r->d);
+        o = open_reader(r, err);
+        if (o != PASS_GOING) return o;
+    }
+    return run_pass(r, 0, err);
+}
+
+int video_read_frames_by_pts(const char *path, const video_pts_request *rq, uint8_t *out, video_pts_stats *stats,
+                             mvd_err *err) {
+    if (stats) memset(stats, 0, sizeof *stats);
+    if (rq->n <= 0 || !rq->pts) return mvd_fail(err, "%s: no frames requested", path);
+    if (check_crop_size(path, rq->crop, err) != 0) return -1;
+    pts_reader r = {.path = path, .rq = rq, .out = out};
+    r.want = xmalloc((size_t)rq->n * sizeof *r.want);
+    for (int i = 0; i < rq->n; i++) r.want[i] = (pts_slot){rq->pts[i], rq->indices ? rq->indices[i] : -1, i};
+    qsort(r.want, (size_t)rq->n, sizeof *r.want, cmp_pts_slot);
+    pass_outcome o = check_pts_request(path, rq, r.want, err) != 0 ? PASS_PROBE : read_by_pts(&r, err);
+    sws_freeContext(r.conv.sws);
+    av_free(r.conv.rgb);
+    decoder_close(&r.d);
+    free(r.want);
+    if (stats) *stats = r.stats;
+    return o == PASS_DONE ? 0 : o == PASS_PROBE ? VIDEO_PTS_FALLBACK : -1;
 }
 
 const char *video_ffmpeg_version(void) { return av_version_info(); }

@@ -53,6 +53,60 @@ void video_info_free(video_info *info);
 int video_read_frames(const char *path, const video_info *info, const int64_t *indices, int n, crop_box crop,
                       uint8_t *out, int64_t *pts_out, mvd_err *err);
 
+/* ---- reading frames by timestamp, without a probe ----
+ *
+ * A cache records each sampled frame's presentation timestamp, so mvd-train can find its frames without the
+ * full decode pass of video_probe: it seeks to the keyframe at or before the earliest timestamp and decodes
+ * forward, taking the frames whose best-effort timestamps equal the requested ones. Decoding starts from a
+ * fresh decoder at a keyframe, so the pixels are those video_read_frames gives, provided the keyframe really
+ * is a clean entry point; every doubt about that (see video_read_frames_by_pts) sends the read back to the
+ * start of the file, still by timestamp, and every doubt about the timestamps themselves sends it to the
+ * caller's probe + video_read_frames path. Memory stays at one decoded frame plus one RGB frame. */
+
+/* What to read. pts and indices are [n]; repeats are allowed, in any order. */
+typedef struct {
+    const int64_t *pts;      /* presentation timestamps in the stream time base, as video_info.pts has them */
+    const int64_t *indices;  /* frame indices the timestamps were recorded for, or NULL. When given, the frames
+                                found must sit as far apart in decoder output order as the indices say (and,
+                                when decoding from the start, at those very positions): a file that gained or
+                                lost frames in between is sent to the probe path. */
+    int n;
+    int time_base_num, time_base_den; /* of pts; must equal the stream's (0/0: not checked) */
+    crop_box crop;           /* upright coordinates, as for video_read_frames */
+    int flags;               /* VIDEO_PTS_* */
+} video_pts_request;
+
+#define VIDEO_PTS_NO_SEEK 1 /* decode from the start of the file (still without a probe) */
+
+/* How a read went, for tests and measurements. */
+typedef struct {
+    int seeked;          /* 1 when the frames came from a pass that started at a keyframe found by seeking */
+    int passes;          /* decoding passes run: seek tries plus the pass from the start, if any */
+    int64_t decoded;     /* frames taken out of the decoder over all passes */
+    int64_t start_pts;   /* best-effort timestamp of the first frame of the pass that delivered */
+} video_pts_stats;
+
+/* Returned by video_read_frames_by_pts when timestamps alone cannot vouch for the frames. */
+#define VIDEO_PTS_FALLBACK 1
+
+/* Decodes the frames with the requested timestamps of `path` and writes each one's crop into out
+ * ([n][crop.h][crop.w][3], as video_read_frames does). Upright size and rotation come from the stream headers
+ * and the first decoded frame, as in video_probe. Returns
+ *   0                   every frame found, byte-identical to video_read_frames for the same frames;
+ *   VIDEO_PTS_FALLBACK  the caller must probe and use video_read_frames; err says why (a requested timestamp
+ *                       is AV_NOPTS_VALUE/INT64_MIN or not in the stream, the stream ends first, timestamps
+ *                       are not strictly increasing in decoder output, a timestamp or an index disagrees with
+ *                       the request, the time base differs);
+ *  -1                   the video cannot be read at all (missing, not media, no decoder...) or the request
+ *                       is invalid (crop outside the frame); err names the video.
+ * Seeking (unless VIDEO_PTS_NO_SEEK): av_seek_frame(AVSEEK_FLAG_BACKWARD) to the earliest timestamp. The
+ * pass is trusted only if its first frame is a keyframe with a timestamp at or before the earliest request;
+ * one that lands later is retried once from an earlier keyframe, and anything else doubtful (the seek fails,
+ * the first frame is not a keyframe or has no timestamp, any of the conditions above) decodes again from the
+ * start. stats may be NULL. */
+int video_read_frames_by_pts(const char *path, const video_pts_request *req, uint8_t *out, video_pts_stats *stats,
+                             mvd_err *err);
+
 /* FFmpeg's version string (av_version_info), for cache metadata. */
 const char *video_ffmpeg_version(void);
 

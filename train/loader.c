@@ -22,8 +22,8 @@ typedef struct {
     int64_t row;
 } clip_ref;
 
-/* video_read_frames needs the probe of a video (frame timestamps); probing is a full decode pass, so the
- * last few probes are kept. */
+/* Clips are read by their recorded timestamps without a probe; the fallback (video_read_frames) needs the
+ * probe of a video, a full decode pass, so the last few probes are kept for videos that keep needing it. */
 typedef struct {
     char *path;
     video_info info;
@@ -209,41 +209,67 @@ static const video_info *probe_cached(loader *l, const char *path, mvd_err *err)
     return &e->info;
 }
 
-/* Decodes the clip's recorded frames and crop, checks its pixels and writes the normalised clip. */
-static int load_pixels(loader *l, const cache_clip *clip, float *dst, mvd_err *err) {
-    char *path = path_join(l->data_root, clip->path);
-    clip_spec spec = clip->spec;
+/* The probe path: a full decode pass (kept for the last few videos), the frame-count check, then the recorded
+ * frame indices decoded from the start. */
+static int decode_probed(loader *l, const char *path, const cache_clip *clip, clip_spec *spec, uint8_t *crops,
+                         mvd_err *err) {
     const video_info *info = probe_cached(l, path, err);
-    uint8_t *crops = NULL;
-    int rc = info ? 0 : -1;
-    if (rc == 0 && info->num_frames != clip->video_frames) {
+    if (!info) return -1;
+    if (info->num_frames != clip->video_frames) {
         if (l->check == PIXEL_CHECK_ERROR)
-            rc = mvd_fail(err, "%s: now decodes to %lld frames, the cache was made from %lld (the video changed; "
-                          "--pixel-check warn|off trains on it anyway)", path, (long long)info->num_frames,
-                          (long long)clip->video_frames);
-        else if (l->check == PIXEL_CHECK_WARN)
+            return mvd_fail(err, "%s: now decodes to %lld frames, the cache was made from %lld (the video changed; "
+                            "--pixel-check warn|off trains on it anyway)", path, (long long)info->num_frames,
+                            (long long)clip->video_frames);
+        if (l->check == PIXEL_CHECK_WARN)
             mvd_warn("%s: now decodes to %lld frames, the cache was made from %lld", path, (long long)info->num_frames,
                      (long long)clip->video_frames);
     }
+    return clip_decode(path, info, spec, crops, err);
+}
+
+/* Resizes the crops into l->frames; with checks on, sha gets their SHA-256 and *same whether it is the cache's. */
+static int resize_and_hash(loader *l, const clip_spec *spec, const uint8_t *crops, char sha[65], int *same,
+                           mvd_err *err) {
+    *same = 1;
+    if (clip_resize(spec, crops, (int)l->S, l->frames, err) != 0) return -1;
+    if (l->check == PIXEL_CHECK_OFF) return 0;
+    clip_pixel_sha256(l->frames, (int)l->T, (int)l->S, sha);
+    *same = strcmp(sha, spec->pixel_sha256) == 0;
+    return 0;
+}
+
+/* Decodes the clip's recorded frames and crop into l->frames and checks their SHA-256. First by the recorded
+ * timestamps, seeking, with no probe: the cost of the clip alone. The probe path runs when timestamps cannot
+ * vouch for the frames (one was not recorded, the stream changed) or when those pixels differ from the cache,
+ * so that a mismatch is always judged on the pixels video_read_frames gives, and reported as before. */
+static int decode_checked(loader *l, const char *path, const cache_clip *clip, uint8_t *crops, mvd_err *err) {
+    clip_spec spec = clip->spec;
+    char sha[65];
+    int same = 0;
+    int rc = clip_decode_by_pts(path, &spec, crops, err);
+    if (rc < 0) return -1;
     if (rc == 0) {
-        crops = xmalloc(clip_crop_bytes(&spec));
-        rc = clip_decode(path, info, &spec, crops, err);
+        if (resize_and_hash(l, &spec, crops, sha, &same, err) != 0) return -1;
+        if (same) return 0;
     }
-    if (rc == 0) rc = clip_resize(&spec, crops, (int)l->S, l->frames, err);
-    free(crops);
-    if (rc == 0 && l->check != PIXEL_CHECK_OFF) {
-        char sha[65];
-        clip_pixel_sha256(l->frames, (int)l->T, (int)l->S, sha);
-        if (strcmp(sha, clip->spec.pixel_sha256) != 0) {
-            if (l->check == PIXEL_CHECK_ERROR)
-                rc = mvd_fail(err, "%s (view %d): decoded pixels differ from the ones the teachers saw (SHA-256 %s, "
-                              "cache %s); use --pixel-check warn|off to train anyway",
-                              path, clip->spec.view, sha, clip->spec.pixel_sha256);
-            else
-                mvd_warn("%s (view %d): decoded pixels differ from the cached clip's SHA-256", path, clip->spec.view);
-        }
-    }
+    rc = decode_probed(l, path, clip, &spec, crops, err);
+    if (rc == 0) rc = resize_and_hash(l, &spec, crops, sha, &same, err);
+    if (rc != 0 || same) return rc;
+    if (l->check == PIXEL_CHECK_ERROR)
+        return mvd_fail(err, "%s (view %d): decoded pixels differ from the ones the teachers saw (SHA-256 %s, "
+                        "cache %s); use --pixel-check warn|off to train anyway",
+                        path, clip->spec.view, sha, clip->spec.pixel_sha256);
+    mvd_warn("%s (view %d): decoded pixels differ from the cached clip's SHA-256", path, clip->spec.view);
+    return 0;
+}
+
+/* Decodes and checks the clip's pixels and writes the normalised clip. */
+static int load_pixels(loader *l, const cache_clip *clip, float *dst, mvd_err *err) {
+    char *path = path_join(l->data_root, clip->path);
+    uint8_t *crops = xmalloc(clip_crop_bytes(&clip->spec));
+    int rc = decode_checked(l, path, clip, crops, err);
     if (rc == 0) clip_normalize(l->frames, (int)l->T, (int)l->S, dst);
+    free(crops);
     free(path);
     return rc;
 }
