@@ -26,3 +26,7 @@ row "student step, demo size (64/2/4, dec 64/1/4), batch 2" student 64 2 4 64 1 
 row "student step, ViT-S (384/12/6, dec 384/2/6), batch 1" student 384 12 6 384 2 6 768 1 16 224 "$reps"
 row "video teacher forward, ViT-B (768/12/12), one clip" teacher video 768 12 12 16 224 "$reps"
 row "image teacher forward, ViT-B (768/12/12), 8 frames" teacher image 768 12 12 16 224 "$reps"
+
+echo
+echo "Clip loading (decode + resize + SHA-256), before and after reading by timestamp with seeking:"
+build/bench/bench_video_seek "${CLIPS:-8}"
