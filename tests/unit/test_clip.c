@@ -8,6 +8,7 @@
 #include "clip.h"
 #include "mask.h"
 #include "test.h"
+#include "test_files.h"
 #include "video.h"
 
 #define OUT_DIR "build/test-out/clip"
@@ -196,17 +197,6 @@ static void test_write_formulas(void) {
     CHECK(fclose(f) == 0, "close failed");
 }
 
-static int write_raw(const char *name, const void *data, size_t n) {
-    char path[512];
-    mvd_err err;
-    snprintf(path, sizeof path, OUT_DIR "/%s", name);
-    if (write_file_atomic(path, data, n, &err) != 0) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
-
 /* One clip of cup.mp4 from spec to model inputs; the pixels go to the Python test. */
 static void test_spec_to_pixels(void) {
     const char *path = "examples/data/cup.mp4";
@@ -244,11 +234,12 @@ static void test_spec_to_pixels(void) {
     char meta[512];
     snprintf(meta, sizeof meta, "%d %d %d %d %d %d %s\n", spec.num_frames, spec.crop.w, spec.crop.h, S, SI, 2,
              spec.pixel_sha256);
-    CHECK(write_raw("pixels_meta.txt", meta, strlen(meta)) == 0 && write_raw("crops.rgb", crops, clip_crop_bytes(&spec)) == 0 &&
-              write_raw("frames224.rgb", frames, (size_t)4 * S * S * 3) == 0 &&
-              write_raw("frames112.rgb", teacher, (size_t)4 * SI * SI * 3) == 0 &&
-              write_raw("student_input.f32", norm, sizeof(float) * 3 * 4 * S * S) == 0 &&
-              write_raw("teacher_input.f32", img, sizeof(float) * 2 * 3 * SI * SI) == 0,
+    CHECK(test_write_file(OUT_DIR, "pixels_meta.txt", meta, strlen(meta)) == 0 &&
+              test_write_file(OUT_DIR, "crops.rgb", crops, clip_crop_bytes(&spec)) == 0 &&
+              test_write_file(OUT_DIR, "frames224.rgb", frames, (size_t)4 * S * S * 3) == 0 &&
+              test_write_file(OUT_DIR, "frames112.rgb", teacher, (size_t)4 * SI * SI * 3) == 0 &&
+              test_write_file(OUT_DIR, "student_input.f32", norm, sizeof(float) * 3 * 4 * S * S) == 0 &&
+              test_write_file(OUT_DIR, "teacher_input.f32", img, sizeof(float) * 2 * 3 * SI * SI) == 0,
           "cannot write pixels");
     test_report("clip crop %dx%d at (%d,%d), frames %lld..%lld, sha256 %.16s...", spec.crop.w, spec.crop.h, spec.crop.x,
                 spec.crop.y, (long long)spec.frame_index[0], (long long)spec.frame_index[3], spec.pixel_sha256);

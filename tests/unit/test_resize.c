@@ -8,6 +8,7 @@
 #include "clip.h"
 #include "resize.h"
 #include "test.h"
+#include "test_files.h"
 #include "video.h"
 
 #define OUT_DIR "build/test-out/resize"
@@ -56,17 +57,6 @@ static void test_stride(void) {
     CHECK(memcmp(a, b, sizeof a) == 0, "stride changes the result");
 }
 
-static int write_raw(const char *name, const uint8_t *data, size_t n) {
-    char path[512];
-    mvd_err err;
-    snprintf(path, sizeof path, OUT_DIR "/%s", name);
-    if (write_file_atomic(path, data, n, &err) != 0) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
-
 /* Writes one case: the crop and its resize to ow x oh, and a manifest line for the Python test. */
 static void write_case(FILE *manifest, const char *tag, const uint8_t *crop, int cw, int ch, int ow, int oh) {
     char in_name[128], out_name[128];
@@ -75,7 +65,8 @@ static void write_case(FILE *manifest, const char *tag, const uint8_t *crop, int
     uint8_t *out = xmalloc((size_t)ow * oh * 3);
     mvd_err err;
     REQUIRE(resize_bilinear_pil(crop, cw, ch, (size_t)cw * 3, out, ow, oh, &err) == 0, "%s", err.msg);
-    REQUIRE(write_raw(in_name, crop, (size_t)cw * ch * 3) == 0 && write_raw(out_name, out, (size_t)ow * oh * 3) == 0,
+    REQUIRE(test_write_file(OUT_DIR, in_name, crop, (size_t)cw * ch * 3) == 0 &&
+                test_write_file(OUT_DIR, out_name, out, (size_t)ow * oh * 3) == 0,
             "cannot write case %s", out_name);
     fprintf(manifest, "%s %d %d %d %d %s %s\n", tag, cw, ch, ow, oh, in_name, out_name);
     free(out);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "test.h"
+#include "test_files.h"
 #include "video.h"
 
 #define DATA_DIR "examples/data"
@@ -296,25 +297,6 @@ static void expect_failure(const char *path, const char *must_contain) {
     test_report("%s", err.msg);
 }
 
-/* Copies the first `fraction` of src's bytes to dst. */
-static int truncate_copy(const char *src, const char *dst, double fraction) {
-    FILE *f = fopen(src, "rb");
-    if (!f) return -1;
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        fclose(f);
-        return -1;
-    }
-    size_t keep = (size_t)(st.st_size * fraction);
-    uint8_t *buf = xmalloc(keep);
-    size_t got = fread(buf, 1, keep, f);
-    fclose(f);
-    mvd_err err;
-    int rc = got == keep ? write_file_atomic(dst, buf, keep, &err) : -1;
-    free(buf);
-    return rc;
-}
-
 static void test_bad_inputs(void) {
     mvd_err err;
     REQUIRE(mkdir_p(OUT_DIR, &err) == 0, "%s", err.msg);
@@ -332,7 +314,7 @@ static void test_bad_inputs(void) {
     REQUIRE(run_quiet("ffmpeg -nostdin -v error -y -i " DATA_DIR "/cup.mp4 -frames:v 30 -c copy "
                       OUT_DIR "/moov_at_end.mp4") == 0,
             "cannot make an MP4 with its index at the end");
-    REQUIRE(truncate_copy(OUT_DIR "/moov_at_end.mp4", OUT_DIR "/no_moov.mp4", 0.5) == 0, "cannot truncate");
+    REQUIRE(test_truncate_copy(OUT_DIR "/moov_at_end.mp4", OUT_DIR "/no_moov.mp4", 0.5) == 0, "cannot truncate");
     expect_failure(OUT_DIR "/no_moov.mp4", "not a readable media file");
     video_info info;
     CHECK(video_probe(OUT_DIR, &info, &err) != 0, "a directory is not a video");
@@ -347,7 +329,7 @@ static void test_truncated(void) {
         char src[256], dst[256];
         sample_path(names[v], src, sizeof src);
         snprintf(dst, sizeof dst, OUT_DIR "/truncated_%s", names[v]);
-        REQUIRE(truncate_copy(src, dst, 0.4) == 0, "cannot write %s", dst);
+        REQUIRE(test_truncate_copy(src, dst, 0.4) == 0, "cannot write %s", dst);
         video_info full, cut;
         mvd_err err = {{0}};
         REQUIRE(video_probe(src, &full, &err) == 0, "%s", err.msg);

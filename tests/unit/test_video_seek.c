@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "test.h"
+#include "test_files.h"
 #include "video.h"
 
 #define DATA_DIR "examples/data"
@@ -261,25 +262,6 @@ static void test_missing_pts_fallback(void) {
     video_info_free(&info);
 }
 
-/* Copies the first `fraction` of src's bytes to dst. */
-static int truncate_copy(const char *src, const char *dst, double fraction) {
-    FILE *f = fopen(src, "rb");
-    if (!f) return -1;
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        fclose(f);
-        return -1;
-    }
-    size_t keep = (size_t)(st.st_size * fraction);
-    uint8_t *buf = xmalloc(keep);
-    size_t got = fread(buf, 1, keep, f);
-    fclose(f);
-    mvd_err err;
-    int rc = got == keep ? write_file_atomic(dst, buf, keep, &err) : -1;
-    free(buf);
-    return rc;
-}
-
 /* Truncated copies: a late clip falls back, and the probe path then fails naming the video and the frame;
  * an early clip still reads, equal to video_read_frames on the copy. */
 static void test_truncated(void) {
@@ -290,7 +272,7 @@ static void test_truncated(void) {
         char src[256], dst[256];
         snprintf(src, sizeof src, DATA_DIR "/%s", names[v]);
         snprintf(dst, sizeof dst, OUT_DIR "/seek_truncated_%s", names[v]);
-        REQUIRE(truncate_copy(src, dst, 0.4) == 0, "cannot write %s", dst);
+        REQUIRE(test_truncate_copy(src, dst, 0.4) == 0, "cannot write %s", dst);
         video_info full, cut;
         REQUIRE(video_probe(src, &full, &err) == 0 && video_probe(dst, &cut, &err) == 0, "%s", err.msg);
         int64_t idx[CLIP_T], pts[CLIP_T];
