@@ -394,13 +394,38 @@ static int extract_video(extract_run *run, int64_t v, cache_shard_writer *w, mvd
 
 /* 1 when the manifest lists the shard and the file is there with the recorded SHA-256; a listed shard that is
  * missing or changed is dropped from the manifest (with a warning) so it is made again. */
+/* The shard file holds what its manifest entry says: as many clips, the same first and last video. */
+static int shard_matches_entry(const char *path, const cache_shard_info *listed) {
+    cache_shard_reader *r;
+    mvd_err why;
+    if (cache_shard_reader_open(&r, path, &why) != 0) return 0;
+    int64_t n = cache_shard_reader_clips(r);
+    int same = n == listed->clips;
+    cache_clip first, last;
+    if (same && n > 0 && cache_shard_reader_clip(r, 0, &first, &why) == 0) {
+        same = first.spec.video_index == listed->first_video_index;
+        cache_clip_free(&first);
+        if (same && cache_shard_reader_clip(r, n - 1, &last, &why) == 0) {
+            same = last.spec.video_index == listed->last_video_index;
+            cache_clip_free(&last);
+        } else {
+            same = 0;
+        }
+    } else if (n > 0) {
+        same = 0;
+    }
+    cache_shard_reader_close(r);
+    return same;
+}
+
 static int shard_is_done(extract_run *run, const char *name, mvd_err *err) {
     const cache_shard_info *listed = manifest_find_shard(&run->manifest, name);
     if (!listed) return 0;
     char *path = path_join(run->opt.out_dir, name), sha[65] = "";
     mvd_err why;
-    int intact = file_exists(path) && sha256_file(path, sha, &why) == 0 && strcmp(sha, listed->sha256) == 0;
-    if (!intact) mvd_warn("%s: missing or changed since it was written; making it again", path);
+    int intact = file_exists(path) && sha256_file(path, sha, &why) == 0 && strcmp(sha, listed->sha256) == 0 &&
+                 shard_matches_entry(path, listed);
+    if (!intact) mvd_warn("%s: missing, changed, or not what the manifest says; making it again", path);
     free(path);
     if (intact) return 1;
     return manifest_drop_shard(&run->manifest, name, err) == 0 ? 0 : -1;
@@ -437,10 +462,29 @@ static int extract_shard(extract_run *run, int shard, int64_t first, int64_t end
     return 0;
 }
 
+/* Drops manifest entries for shards this list and these settings do not make (a hand-edited manifest). */
+static int forget_unexpected_shards(extract_run *run, int64_t n_shards, mvd_err *err) {
+    for (size_t i = 0; i < run->manifest.num_shards;) {
+        const char *file = run->manifest.shards[i].file;
+        int index = -1, used = 0;
+        if (sscanf(file, "shard-%d.h5%n", &index, &used) == 1 && file[used] == '\0' && index >= 0 &&
+            index < n_shards) {
+            i++;
+            continue;
+        }
+        mvd_warn("%s/%s: listed in the manifest but not a shard of this list; forgetting it", run->opt.out_dir, file);
+        char name[CACHE_SHARD_NAME_MAX];
+        snprintf(name, sizeof name, "%s", file);
+        if (manifest_drop_shard(&run->manifest, name, err) != 0) return -1;
+    }
+    return 0;
+}
+
 static int run_extraction(extract_run *run, mvd_err *err) {
     int64_t per_shard = run->opt.shard_size / run->opt.views;
     if (per_shard < 1) per_shard = 1;
     int64_t n = run->list.count;
+    if (forget_unexpected_shards(run, (n + per_shard - 1) / per_shard, err) != 0) return -1;
     for (int64_t first = 0, shard = 0; first < n; first += per_shard, shard++) {
         int64_t end = first + per_shard < n ? first + per_shard : n;
         if (extract_shard(run, (int)shard, first, end, err) != 0) return -1;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite and prints one closing line "N passed, N failed" summing every part:
-#   1. the sample videos (fetched once) and the PyTorch reference fixtures (generated, never committed);
+#   1. the sample videos (fetched once) and the PyTorch reference fixtures (generated, never committed), also
+#      with --unit-only;
 #   2. the C unit tests (build/tests/test_*), each printing its own "N passed, N failed";
 #   3. the Python tests (tests/py/test_*.py: h5py readback, Pillow resize, checkpoint conversion, the oracle's
 #      self-checks), run by the virtual environment that sees Debian's PyTorch;
@@ -46,11 +47,10 @@ run_part() {
   if [ "$f" -ne 0 ]; then sed 's/^/    | /' "$log" | tail -n 40; fi
 }
 
-if [ $unit_only -eq 0 ]; then
-  run_part "sample data" bash scripts/fetch-sample-data.sh
-  run_part "reference fixtures (PyTorch)" "$py" tests/reference/make_fixtures.py build/fixtures \
-    --converted build/fixtures_converted
-fi
+# Every part needs these, the unit tests under sanitizers included.
+run_part "sample data" bash scripts/fetch-sample-data.sh
+run_part "reference fixtures (PyTorch)" "$py" tests/reference/make_fixtures.py build/fixtures \
+  --converted build/fixtures_converted
 
 for t in "$build"/tests/test_*; do
   [ -x "$t" ] || continue

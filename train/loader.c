@@ -227,12 +227,12 @@ static int decode_probed(loader *l, const char *path, const cache_clip *clip, cl
     return clip_decode(path, info, spec, crops, err);
 }
 
-/* Resizes the crops into l->frames; with checks on, sha gets their SHA-256 and *same whether it is the cache's. */
+/* Resizes the crops into l->frames; sha gets their SHA-256 and *same whether it is the cache's. The hash is
+ * taken whatever --pixel-check says: it is what lets the fast path below be trusted at all (a file whose
+ * timestamps all moved would otherwise give other frames silently), and it costs little beside decoding. */
 static int resize_and_hash(loader *l, const clip_spec *spec, const uint8_t *crops, char sha[65], int *same,
                            mvd_err *err) {
-    *same = 1;
     if (clip_resize(spec, crops, (int)l->S, l->frames, err) != 0) return -1;
-    if (l->check == PIXEL_CHECK_OFF) return 0;
     clip_pixel_sha256(l->frames, (int)l->T, (int)l->S, sha);
     *same = strcmp(sha, spec->pixel_sha256) == 0;
     return 0;
@@ -254,7 +254,7 @@ static int decode_checked(loader *l, const char *path, const cache_clip *clip, u
     }
     rc = decode_probed(l, path, clip, &spec, crops, err);
     if (rc == 0) rc = resize_and_hash(l, &spec, crops, sha, &same, err);
-    if (rc != 0 || same) return rc;
+    if (rc != 0 || same || l->check == PIXEL_CHECK_OFF) return rc;
     if (l->check == PIXEL_CHECK_ERROR)
         return mvd_fail(err, "%s (view %d): decoded pixels differ from the ones the teachers saw (SHA-256 %s, "
                         "cache %s); use --pixel-check warn|off to train anyway",

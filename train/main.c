@@ -222,9 +222,9 @@ static int configure_schedule(train_run *run, mvd_err *err) {
     cJSON_free(meta_text);
     cJSON_Delete(meta);
     snprintf(run->pos.settings, sizeof run->pos.settings,
-             "cache=%.16s clips=%lld lr=%.9g min_lr=%.9g wd=%.9g clip=%.9g w_img=%.9g w_vid=%.9g drop_path=%.9g "
-             "mask_ratio=%.9g",
-             cache_sha, (long long)loader_num_clips(run->data), run->lr, run->min_lr, o->weight_decay, o->clip_grad,
+             "cache=%.16s clips=%lld base-lr=%.9g base-min-lr=%.9g weight-decay=%.9g clip-grad=%.9g w-img=%.9g "
+             "w-vid=%.9g drop-path=%.9g mask-ratio=%.9g",
+             cache_sha, (long long)loader_num_clips(run->data), o->base_lr, o->base_min_lr, o->weight_decay, o->clip_grad,
              o->w_img, o->w_vid, o->drop_path, o->mask_ratio);
     return 0;
 }
@@ -483,7 +483,7 @@ int main(int argc, char **argv) {
         status = train_loop(&run, &err);
     }
     if (status < 0) fprintf(stderr, "mvd-train: error: %s\n", err.msg);
-    if (run.model) summary(&run, status, now_seconds() - t0);
+    if (run.metrics) summary(&run, status, now_seconds() - t0); /* set up fully: the loop ran */
     if (run.metrics) fclose(run.metrics);
     free(run.drop_keep);
     if (run.model) adamw_free(&run.optim), student_free(run.model);

@@ -103,13 +103,28 @@ cp "$out/cache/shard-00001.h5" "$out/shard1.bak"
 truncate -s 5000 "$out/cache/shard-00001.h5"
 rm "$out/cache/shard-00002.h5"
 build/mvd-extract --list "$out/list.txt" --out "$out/cache" "${small_extract[@]}" > "$out/repair.log" 2>&1; rc=$?
-[ $rc -eq 2 ] && grep -q "shard-00001.h5: missing or changed" "$out/repair.log" &&
-  grep -q "shard-00002.h5: missing or changed" "$out/repair.log" &&
+[ $rc -eq 2 ] && grep -q "shard-00001.h5: missing, changed" "$out/repair.log" &&
+  grep -q "shard-00002.h5: missing, changed" "$out/repair.log" &&
   build/venv/bin/python -c "
 import h5py, hdf5plugin, numpy as np, sys
 a, b = h5py.File('$out/shard1.bak'), h5py.File('$out/cache/shard-00001.h5')
 sys.exit(0 if np.array_equal(a['targets/video'][...], b['targets/video'][...]) else 1)"
 check "damaged and deleted shards are made again, with the same targets" $? "rc=$rc $(tail -2 "$out/repair.log")"
+# A hand-edited manifest (wrong counts, a wrong video range, a shard that does not exist) is repaired on re-run,
+# and the cache then trains.
+build/venv/bin/python - "$out/cache/manifest.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["shards"][0]["clips"] += 1
+m["shards"][1]["last_video_index"] += 3
+m["shards"].append(dict(m["shards"][0], file="shard-00099.h5"))
+json.dump(m, open(sys.argv[1], "w"))
+PY
+build/mvd-extract --list "$out/list.txt" --out "$out/cache" "${small_extract[@]}" > "$out/edited.log" 2>&1; rc=$?
+clips=$(build/venv/bin/python -c "import json;m=json.load(open('$out/cache/manifest.json'));print(len(m['shards']), sum(s['clips'] for s in m['shards']))")
+[ $rc -eq 2 ] && [ "$clips" = "4 8" ] &&
+  build/mvd-train --cache "$out/cache" --out "$out/edited-run" "${small_student[@]}" --steps 1 > /dev/null 2>&1
+check "an edited manifest is repaired and the cache trains" $? "rc=$rc shards/clips: $clips $(grep -c warning "$out/edited.log") warnings"
 
 # A short training run.
 build/mvd-train --cache "$out/cache" --out "$out/run" "${small_student[@]}" --steps 4 > "$out/train.log" 2>&1; rc=$?
@@ -202,6 +217,23 @@ msg=$(build/mvd-train --cache "$out/cache" --out "$out/swap" "${small_student[@]
 [ -f "$out/swap/checkpoint.safetensors" ] && [ "$(wc -l < "$out/swap/metrics.jsonl")" -eq 1 ] &&
   echo "$msg" | grep -q "checkpoint at step 1 is saved"
 check "a data error after step 1 saves the step-1 checkpoint" $? "$(echo "$msg" | tail -2)"
+
+# A copy whose timestamps all moved by a whole number of frames (remuxed with an offset) gives the same pixels
+# through the probe path, even with --pixel-check off: the fast by-timestamp read, which would find other frames
+# at the old timestamps, is always verified by the clip's SHA-256.
+mkdir -p "$out/ts-orig" "$out/ts-moved"
+ffmpeg -v error -f lavfi -i "testsrc=size=160x120:rate=25" -t 6 -c:v mpeg4 -g 10 -y "$out/ts-orig/synth.mp4"
+ffmpeg -v error -i "$out/ts-orig/synth.mp4" -c copy -output_ts_offset 1 -y "$out/ts-moved/synth.mp4"
+printf 'synth.mp4 0\n' > "$out/list-ts.txt"
+build/mvd-extract --list "$out/list-ts.txt" --out "$out/cache-ts" "${small_extract[@]}" --data-root "$out/ts-orig" \
+  --frame-stride 4 > /dev/null 2>&1
+for root in ts-orig ts-moved; do
+  build/mvd-train --cache "$out/cache-ts" --out "$out/run-$root" "${small_student[@]}" --data-root "$out/$root" \
+    --batch 1 --steps 2 --pixel-check off > /dev/null 2>&1
+done
+[ -f "$out/run-ts-orig/checkpoint.safetensors" ] &&
+  cmp -s "$out/run-ts-orig/checkpoint.safetensors" "$out/run-ts-moved/checkpoint.safetensors"
+check "moved timestamps: the same pixels and the same training, even with --pixel-check off" $?
 
 # A new run never overwrites another's checkpoint; a resumed run must see the same cache.
 msg=$(build/mvd-train --cache "$out/cache" --out "$out/run" "${small_student[@]}" --steps 4 2>&1); rc=$?
