@@ -846,6 +846,37 @@ int cache_shard_reader_clip(cache_shard_reader *r, int64_t i, cache_clip *clip, 
     return 0;
 }
 
+int cache_shard_reader_index(cache_shard_reader *r, int64_t *video_index, int32_t *view, mvd_err *err) {
+    if (r->clips == 0) return 0;
+    h5_quiet q = quiet_begin();
+    /* open_columns checked both are [clips]: whole-dataset reads fill exactly the caller's arrays */
+    int ok = H5Dread(r->column[COL_VIDEO_INDEX], H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, video_index) >= 0 &&
+             H5Dread(r->column[COL_VIEW], H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, view) >= 0;
+    int rc = ok ? 0 : h5_fail(err, "%s: cannot read clips/video_index and clips/view", r->path);
+    quiet_end(q);
+    return rc;
+}
+
+int cache_shard_reader_check_entry(cache_shard_reader *r, const cache_shard_info *entry, mvd_err *err) {
+    if (r->clips != entry->clips)
+        return mvd_fail(err, "%s: holds %lld clips, the manifest says %lld", r->path, (long long)r->clips,
+                        (long long)entry->clips);
+    int64_t first = -1, last = -1;
+    hid_t ds = r->column[COL_VIDEO_INDEX];
+    h5_quiet q = quiet_begin();
+    int rc = 0;
+    if (r->clips > 0) {
+        rc = read_row(ds, 0, H5T_NATIVE_INT64, &first, "clips/video_index", err);
+        if (rc == 0) rc = read_row(ds, (hsize_t)r->clips - 1, H5T_NATIVE_INT64, &last, "clips/video_index", err);
+    }
+    quiet_end(q);
+    if (rc != 0) return mvd_fail_ctx(err, "%s", r->path);
+    if (first != entry->first_video_index || last != entry->last_video_index)
+        return mvd_fail(err, "%s: holds videos %lld..%lld, the manifest says %lld..%lld", r->path, (long long)first,
+                        (long long)last, (long long)entry->first_video_index, (long long)entry->last_video_index);
+    return 0;
+}
+
 static int read_target(cache_shard_reader *r, hid_t ds, int64_t i, float *out, int dim, const char *name,
                        mvd_err *err) {
     if (!out) return 0;

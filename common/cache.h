@@ -62,6 +62,13 @@ const cache_meta *cache_shard_reader_meta(const cache_shard_reader *r);
 int64_t cache_shard_reader_clips(const cache_shard_reader *r);
 /* Reads clip i's description into clip (overwritten; free with cache_clip_free). */
 int cache_shard_reader_clip(cache_shard_reader *r, int64_t i, cache_clip *clip, mvd_err *err);
+/* The video index and view of every clip ([clips] each), read as two whole columns: what an index of a cache
+ * needs, without cache_shard_reader_clip's per-clip reads. */
+int cache_shard_reader_index(cache_shard_reader *r, int64_t *video_index, int32_t *view, mvd_err *err);
+/* 0 when the shard holds what its manifest entry says (clip count, first and last video index); otherwise -1
+ * naming the file and the difference. Catches a shard swapped for another of the same cache, which the
+ * settings check cannot see. */
+int cache_shard_reader_check_entry(cache_shard_reader *r, const cache_shard_info *entry, mvd_err *err);
 /* Reads clip i's targets as fp32 into image [tokens, image_teacher.feature_dim] and video [tokens,
  * video_teacher.feature_dim]; either may be NULL to skip it. */
 int cache_shard_reader_targets(cache_shard_reader *r, int64_t i, float *image, float *video, mvd_err *err);

@@ -394,26 +394,12 @@ static int extract_video(extract_run *run, int64_t v, cache_shard_writer *w, mvd
 
 /* 1 when the manifest lists the shard and the file is there with the recorded SHA-256; a listed shard that is
  * missing or changed is dropped from the manifest (with a warning) so it is made again. */
-/* The shard file holds what its manifest entry says: as many clips, the same first and last video. */
+/* The shard file holds what its manifest entry says (cache_shard_reader_check_entry). */
 static int shard_matches_entry(const char *path, const cache_shard_info *listed) {
     cache_shard_reader *r;
     mvd_err why;
     if (cache_shard_reader_open(&r, path, &why) != 0) return 0;
-    int64_t n = cache_shard_reader_clips(r);
-    int same = n == listed->clips;
-    cache_clip first, last;
-    if (same && n > 0 && cache_shard_reader_clip(r, 0, &first, &why) == 0) {
-        same = first.spec.video_index == listed->first_video_index;
-        cache_clip_free(&first);
-        if (same && cache_shard_reader_clip(r, n - 1, &last, &why) == 0) {
-            same = last.spec.video_index == listed->last_video_index;
-            cache_clip_free(&last);
-        } else {
-            same = 0;
-        }
-    } else if (n > 0) {
-        same = 0;
-    }
+    int same = cache_shard_reader_check_entry(r, listed, &why) == 0;
     cache_shard_reader_close(r);
     return same;
 }

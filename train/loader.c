@@ -80,37 +80,24 @@ static int compare_refs(const void *a, const void *b) {
     return (x->view > y->view) - (x->view < y->view);
 }
 
-/* A shard holds the videos the manifest says it holds: catches a shard file swapped for another of the same
- * cache, which the settings check cannot see. */
-static int check_shard_range(const loader *l, size_t s, const clip_ref *refs, int64_t n, mvd_err *err) {
-    const cache_shard_info *info = &l->manifest.shards[s];
-    if (n == 0) return 0;
-    int64_t first = refs[0].video_index, last = refs[n - 1].video_index;
-    if (first != info->first_video_index || last != info->last_video_index)
-        return mvd_fail(err, "%s/%s: holds videos %lld..%lld, the manifest says %lld..%lld", l->dir, info->file,
-                        (long long)first, (long long)last, (long long)info->first_video_index,
-                        (long long)info->last_video_index);
-    return 0;
-}
-
-/* Reads every shard's clip descriptions (not targets) into the index. */
+/* Reads every shard's clip index (video and view, not targets), checking each shard against its manifest
+ * entry. */
 static int build_index(loader *l, mvd_err *err) {
     int64_t total = manifest_total_clips(&l->manifest);
     l->clips = xcalloc((size_t)(total > 0 ? total : 1), sizeof(clip_ref));
     for (size_t s = 0; s < l->manifest.num_shards; s++) {
         cache_shard_reader *r;
-        if (open_reader(l, (int32_t)s, &r, err) != 0) return -1;
-        int64_t n = cache_shard_reader_clips(r);
-        if (n != l->manifest.shards[s].clips || l->n_clips + n > total)
-            return mvd_fail(err, "%s/%s: holds %lld clips, the manifest says %lld", l->dir, l->manifest.shards[s].file,
-                            (long long)n, (long long)l->manifest.shards[s].clips);
-        for (int64_t i = 0; i < n; i++) {
-            cache_clip clip;
-            if (cache_shard_reader_clip(r, i, &clip, err) != 0) return -1;
-            l->clips[l->n_clips++] = (clip_ref){clip.spec.video_index, clip.spec.view, (int32_t)s, i};
-            cache_clip_free(&clip);
-        }
-        if (check_shard_range(l, s, l->clips + l->n_clips - n, n, err) != 0) return -1;
+        if (open_reader(l, (int32_t)s, &r, err) != 0 ||
+            cache_shard_reader_check_entry(r, &l->manifest.shards[s], err) != 0)
+            return -1;
+        int64_t n = cache_shard_reader_clips(r); /* == the manifest's count, so l->clips has room */
+        int64_t *video_index = xmalloc((size_t)(n + 1) * sizeof *video_index);
+        int32_t *view = xmalloc((size_t)(n + 1) * sizeof *view);
+        int rc = cache_shard_reader_index(r, video_index, view, err);
+        for (int64_t i = 0; rc == 0 && i < n; i++)
+            l->clips[l->n_clips++] = (clip_ref){video_index[i], view[i], (int32_t)s, i};
+        free(video_index), free(view);
+        if (rc != 0) return -1;
     }
     qsort(l->clips, (size_t)l->n_clips, sizeof(clip_ref), compare_refs);
     for (int64_t i = 1; i < l->n_clips; i++)

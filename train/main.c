@@ -224,8 +224,8 @@ static int configure_schedule(train_run *run, mvd_err *err) {
     snprintf(run->pos.settings, sizeof run->pos.settings,
              "cache=%.16s clips=%lld base-lr=%.9g base-min-lr=%.9g weight-decay=%.9g clip-grad=%.9g w-img=%.9g "
              "w-vid=%.9g drop-path=%.9g mask-ratio=%.9g",
-             cache_sha, (long long)loader_num_clips(run->data), o->base_lr, o->base_min_lr, o->weight_decay, o->clip_grad,
-             o->w_img, o->w_vid, o->drop_path, o->mask_ratio);
+             cache_sha, (long long)loader_num_clips(run->data), o->base_lr, o->base_min_lr, o->weight_decay,
+             o->clip_grad, o->w_img, o->w_vid, o->drop_path, o->mask_ratio);
     return 0;
 }
 
@@ -383,7 +383,8 @@ static int save(train_run *run, mvd_err *err) {
 static int save_after_data_error(train_run *run, mvd_err *err) {
     if (run->pos.step == 0) return -1;
     mvd_err cause = *err, save_err;
-    if (save(run, &save_err) != 0) return mvd_fail(err, "%s; saving a checkpoint failed too: %s", cause.msg, save_err.msg);
+    if (save(run, &save_err) != 0)
+        return mvd_fail(err, "%s; saving a checkpoint failed too: %s", cause.msg, save_err.msg);
     return mvd_fail(err, "%s; the checkpoint at step %lld is saved: continue with --resume once the data is fixed",
                     cause.msg, (long long)run->pos.step);
 }

@@ -235,6 +235,12 @@ done
   cmp -s "$out/run-ts-orig/checkpoint.safetensors" "$out/run-ts-moved/checkpoint.safetensors"
 check "moved timestamps: the same pixels and the same training, even with --pixel-check off" $?
 
+# A shard copied over another of the same cache (same settings) is refused by the trainer, naming it.
+cp -r "$out/cache" "$out/cache-swapped"
+cp "$out/cache-swapped/shard-00000.h5" "$out/cache-swapped/shard-00001.h5"
+msg=$(build/mvd-train --cache "$out/cache-swapped" --out "$out/swapped-run" "${small_student[@]}" --steps 1 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$msg" | grep -q "shard-00001.h5: holds"; check "a shard copied over another is refused" $? "rc=$rc $msg"
+
 # A new run never overwrites another's checkpoint; a resumed run must see the same cache.
 msg=$(build/mvd-train --cache "$out/cache" --out "$out/run" "${small_student[@]}" --steps 4 2>&1); rc=$?
 [ $rc -eq 1 ] && echo "$msg" | grep -q "already holds a run"; check "a new run refuses a folder holding a run" $? "rc=$rc $msg"

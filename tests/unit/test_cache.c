@@ -296,6 +296,30 @@ static void check_targets(cache_shard_reader *r, const cache_meta *m, int fp16) 
     free(image), free(video), free(want_i), free(want_v);
 }
 
+/* The bulk index equals the per-clip reads, and the manifest-entry check accepts the true entry and names what
+ * differs in altered ones. */
+static void check_index(cache_shard_reader *r, const cache_shard_info *info) {
+    int64_t video_index[NUM_CLIPS];
+    int32_t view[NUM_CLIPS];
+    mvd_err err = {{0}};
+    REQUIRE(cache_shard_reader_index(r, video_index, view, &err) == 0, "index: %s", err.msg);
+    for (int64_t c = 0; c < NUM_CLIPS; c++) {
+        cache_clip want;
+        char path[64], label[32];
+        make_clip(c, &want, path, label);
+        CHECK(video_index[c] == want.spec.video_index && view[c] == want.spec.view, "index of clip %lld",
+              (long long)c);
+    }
+    CHECK(cache_shard_reader_check_entry(r, info, &err) == 0, "true entry refused: %s", err.msg);
+    cache_shard_info more = *info, later = *info;
+    more.clips++;
+    later.last_video_index += 3;
+    CHECK(cache_shard_reader_check_entry(r, &more, &err) != 0 && strstr(err.msg, "the manifest says"),
+          "a wrong clip count was accepted: %s", err.msg);
+    CHECK(cache_shard_reader_check_entry(r, &later, &err) != 0 && strstr(err.msg, "holds videos"),
+          "a wrong video range was accepted: %s", err.msg);
+}
+
 static void roundtrip(const char *dir, const char *dtype) {
     cache_meta m;
     test_meta(&m, dtype);
@@ -323,6 +347,7 @@ static void roundtrip(const char *dir, const char *dtype) {
     }
     cache_clip clip;
     CHECK(cache_shard_reader_clip(r, NUM_CLIPS, &clip, &err) != 0, "clip past the end accepted");
+    check_index(r, &info);
     check_targets(r, &m, strcmp(dtype, CACHE_DTYPE_F16) == 0);
     cache_shard_reader_close(r);
 }
