@@ -1,15 +1,15 @@
 /* test_model.c: the C teachers and student against the PyTorch reference fixtures (tests/reference/
- * FIXTURES.md, written to build/fixtures/<case>/ by tests/reference/make_fixtures.py), plus self-checks that
- * need no fixture: weight-loading errors, checkpoint round trip, a finite-difference check of the whole
- * student loss, drop-path gradients.
+ * FIXTURES.md, written to build/fixtures/<case>/ by tests/reference/make_fixtures.py): teachers (also converted
+ * from reference-style .pth files), student predictions, losses, every gradient and 10 AdamW steps; plus checks
+ * that need no fixture: weight-loading errors and the checkpoint round trip. The student checkpoint for
+ * tests/py/test_student_interop.py is written here too.
  *
  * Error measure per tensor: max|c - ref| / max|ref|. The oracle runs in float64 on the same fp32 weights and
  * inputs, so the measure is the C fp32 error itself. Tolerances (fp32): forwards and losses 1e-5, every
  * gradient 1e-4, the training losses 1e-5, weights after the AdamW steps 10 x lr absolute per element.
  * A missing case folder is a failure: the fixtures are part of the test suite.
  *
- * MVD_FIXTURES overrides the fixture root (default build/fixtures). MVD_BENCH=1 also times a forward +
- * backward of the S student at the reference geometry. */
+ * MVD_FIXTURES overrides the fixture root (default build/fixtures). Timings are in tests/bench/. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
@@ -490,38 +490,6 @@ static void test_student_roundtrip(void) {
     free(pa), free(pb);
 }
 
-/* ---- timing ---------------------------------------------------------------------------------------------------- */
-
-static void bench_small_real(void) {
-    student_config c;
-    mvd_err err;
-    REQUIRE(student_config_preset(&c, "S", &err) == 0, "%s", err.msg);
-    student *s = student_create(&c, 3, &err);
-    REQUIRE(s != NULL, "%s", err.msg);
-    int64_t N = s->n_tokens, clip_n = 3 * 16 * 224 * 224;
-    float *clip = xmalloc((size_t)clip_n * sizeof(float)), *ti = xmalloc((size_t)(N * 768) * sizeof(float));
-    for (int64_t i = 0; i < clip_n; i++) clip[i] = (float)sin(0.001 * (double)i);
-    for (int64_t i = 0; i < N * 768; i++) ti[i] = (float)cos(0.01 * (double)i);
-    uint8_t *mask = xmalloc((size_t)N), *keep = xmalloc((size_t)(s->n_blocks_total * 2));
-    mask_tube(mask, s->t, s->gh, s->gw, c.mask_ratio, mask_key(1, 0, 0));
-    student_draw_drop_keep(s, 1, 1, keep);
-    student_batch b = {1, clip, mask, ti, ti, keep, 1, 1};
-    student_losses L;
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = now_seconds(), c0 = (double)clock() / CLOCKS_PER_SEC;
-        REQUIRE(student_forward(s, &b, &L, &err) == 0, "%s", err.msg);
-        double t1 = now_seconds();
-        student_zero_grads(s);
-        student_backward(s);
-        double t2 = now_seconds(), c2 = (double)clock() / CLOCKS_PER_SEC;
-        /* CPU seconds (all threads) next to wall time: on a shared machine the wall time alone means little */
-        test_report("S student, 16x224, batch 1: forward %.3f s, backward %.3f s, total %.3f s wall, %.3f CPU s "
-                    "(loss %.4f)", t1 - t0, t2 - t1, t2 - t0, c2 - c0, L.loss);
-    }
-    free(clip), free(ti), free(mask), free(keep);
-    student_free(s);
-}
-
 /* The teachers converted from reference-style .pth checkpoints by scripts/convert_checkpoint.py reproduce the
  * targets PyTorch computed with the original modules (make_fixtures.py --converted). */
 static void test_converted_teachers(void) {
@@ -605,8 +573,6 @@ int main(void) {
     RUN(test_fixture_real_droppath);
     RUN(test_converted_teachers);
     RUN(test_student_checkpoint_for_pytorch);
-    const char *bench = getenv("MVD_BENCH");
-    if (bench && *bench == '1') RUN(bench_small_real);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);

@@ -375,37 +375,6 @@ static void test_index_out_of_range(void) {
     video_info_free(&info);
 }
 
-/* Throughput of the real use: one 16-frame clip at stride 4 from the middle, a 0.75 crop. */
-static void test_clip_decode_speed(void) {
-    for (int v = 0; v < NUM_SAMPLES; v++) {
-        char path[256];
-        sample_path(sample_videos[v], path, sizeof path);
-        video_info info;
-        mvd_err err;
-        REQUIRE(video_probe(path, &info, &err) == 0, "%s", err.msg);
-        int64_t idx[16], start = info.num_frames > 64 ? (info.num_frames - 64) / 2 : 0;
-        for (int i = 0; i < 16; i++) {
-            idx[i] = start + 4 * i;
-            if (idx[i] >= info.num_frames) idx[i] = info.num_frames - 1;
-        }
-        int side = (info.width < info.height ? info.width : info.height) * 3 / 4;
-        crop_box c = {(info.width - side) / 2, (info.height - side) / 2, side, side};
-        uint8_t *out = xmalloc((size_t)16 * side * side * 3);
-        double t0 = now_seconds();
-        CHECK(video_read_frames(path, &info, idx, 16, c, out, NULL, &err) == 0, "%s", err.msg);
-        double dt = now_seconds() - t0;
-        t0 = now_seconds();
-        video_info probe2;
-        CHECK(video_probe(path, &probe2, &err) == 0, "%s", err.msg);
-        double dp = now_seconds() - t0;
-        test_report("%-13s clip of 16 (frames %lld..%lld): %.1f ms (%.0f decoded fps); probe %.1f ms", sample_videos[v],
-                    (long long)idx[0], (long long)idx[15], dt * 1e3, (idx[15] + 1) / dt, dp * 1e3);
-        video_info_free(&probe2);
-        video_info_free(&info);
-        free(out);
-    }
-}
-
 static void test_version_strings(void) {
     CHECK(video_ffmpeg_version() && strlen(video_ffmpeg_version()) > 0, "empty FFmpeg version");
     test_report("FFmpeg %s; %s", video_ffmpeg_version(), video_conversion_desc());
@@ -421,7 +390,6 @@ int main(void) {
     RUN(test_bad_inputs);
     RUN(test_truncated);
     RUN(test_index_out_of_range);
-    RUN(test_clip_decode_speed);
     RUN(test_version_strings);
     return test_summary();
 }
